@@ -1,0 +1,367 @@
+//! The service config file (TOML), parsed into typed structs. Relative paths
+//! are resolved against the config file's directory.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use jsonwebtoken::Algorithm;
+use serde::Deserialize;
+
+use crate::duration::HumanDuration;
+use crate::location::LocatedError;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read {path}: {source}")]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error(transparent)]
+    Invalid(#[from] LocatedError),
+    #[error("{path}: {message}")]
+    Semantic { path: PathBuf, message: String },
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    pub nats: NatsConfig,
+    pub signing: SigningConfig,
+    #[serde(default)]
+    pub token: TokenConfig,
+    #[serde(rename = "issuer", default)]
+    pub issuers: Vec<IssuerConfig>,
+    pub policy: PolicyRef,
+    #[serde(default)]
+    pub http: Option<HttpConfig>,
+    /// Directory of the config file; relative paths are taken from here.
+    #[serde(skip)]
+    pub base_dir: PathBuf,
+    #[serde(skip)]
+    pub path: PathBuf,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NatsConfig {
+    pub url: Option<String>,
+    pub urls: Option<Vec<String>>,
+    pub user: Option<String>,
+    pub password: Option<String>,
+    pub password_file: Option<PathBuf>,
+    pub token: Option<String>,
+    pub nkey_seed_file: Option<PathBuf>,
+    pub creds_file: Option<PathBuf>,
+    #[serde(default = "default_queue_group")]
+    pub queue_group: String,
+    pub tls: Option<TlsConfig>,
+    /// Name of the callout account, for `server-config` output only.
+    #[serde(default = "default_callout_account")]
+    pub account: String,
+}
+
+fn default_queue_group() -> String {
+    "nats-oidc-callout".to_owned()
+}
+
+fn default_callout_account() -> String {
+    "AUTH".to_owned()
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TlsConfig {
+    pub ca_file: Option<PathBuf>,
+    pub cert_file: Option<PathBuf>,
+    pub key_file: Option<PathBuf>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SigningConfig {
+    pub issuer_seed_file: PathBuf,
+    pub xkey_seed_file: Option<PathBuf>,
+}
+
+/// CONNECT fields a bearer token may arrive in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum TokenSource {
+    AuthToken,
+    Password,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TokenConfig {
+    #[serde(default = "default_sources")]
+    pub sources: Vec<TokenSource>,
+    #[serde(default = "default_max_ttl")]
+    pub max_ttl: HumanDuration,
+    /// Tokens longer than this are refused before any parsing.
+    #[serde(default = "default_max_token_bytes")]
+    pub max_token_bytes: usize,
+}
+
+impl Default for TokenConfig {
+    fn default() -> Self {
+        Self {
+            sources: default_sources(),
+            max_ttl: default_max_ttl(),
+            max_token_bytes: default_max_token_bytes(),
+        }
+    }
+}
+
+fn default_sources() -> Vec<TokenSource> {
+    vec![TokenSource::AuthToken, TokenSource::Password]
+}
+
+fn default_max_ttl() -> HumanDuration {
+    HumanDuration(Duration::from_secs(3600))
+}
+
+fn default_max_token_bytes() -> usize {
+    64 * 1024
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(untagged)]
+pub enum OneOrMany {
+    One(String),
+    Many(Vec<String>),
+}
+
+impl OneOrMany {
+    pub fn to_vec(&self) -> Vec<String> {
+        match self {
+            OneOrMany::One(s) => vec![s.clone()],
+            OneOrMany::Many(v) => v.clone(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct IssuerConfig {
+    pub name: String,
+    pub issuer: String,
+    pub audience: OneOrMany,
+    pub jwks_uri: Option<String>,
+    pub jwks_file: Option<PathBuf>,
+    #[serde(default = "default_algorithms")]
+    pub algorithms: Vec<Algorithm>,
+    #[serde(default = "default_leeway")]
+    pub leeway: HumanDuration,
+    #[serde(default = "default_scope_claim")]
+    pub scope_claim: String,
+    #[serde(default = "default_jwks_refresh")]
+    pub jwks_refresh: HumanDuration,
+    /// Shortest interval between two refetches caused by an unknown `kid`.
+    #[serde(default = "default_kid_refetch")]
+    pub jwks_min_refetch: HumanDuration,
+    /// Allow plain-http discovery/JWKS on a non-loopback host.
+    #[serde(default)]
+    pub allow_insecure_http: bool,
+}
+
+fn default_algorithms() -> Vec<Algorithm> {
+    vec![Algorithm::RS256]
+}
+
+fn default_leeway() -> HumanDuration {
+    HumanDuration(Duration::from_secs(30))
+}
+
+fn default_scope_claim() -> String {
+    "scope".to_owned()
+}
+
+fn default_jwks_refresh() -> HumanDuration {
+    HumanDuration(Duration::from_secs(600))
+}
+
+fn default_kid_refetch() -> HumanDuration {
+    HumanDuration(Duration::from_secs(30))
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PolicyRef {
+    pub file: PathBuf,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HttpConfig {
+    pub listen: String,
+}
+
+impl Config {
+    pub fn load(path: &Path) -> Result<Self, ConfigError> {
+        let source = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        Self::parse(path, &source)
+    }
+
+    pub fn parse(path: &Path, source: &str) -> Result<Self, ConfigError> {
+        let mut config: Config =
+            toml::from_str(source).map_err(|e| LocatedError::from_toml(path, source, &e))?;
+        config.path = path.to_path_buf();
+        config.base_dir = path
+            .parent()
+            .map(Path::to_path_buf)
+            .unwrap_or_else(|| PathBuf::from("."));
+        config.check()?;
+        Ok(config)
+    }
+
+    /// A path from the config, taken relative to the config's directory.
+    pub fn resolve(&self, p: &Path) -> PathBuf {
+        if p.is_absolute() {
+            p.to_path_buf()
+        } else {
+            self.base_dir.join(p)
+        }
+    }
+
+    fn semantic(&self, message: String) -> ConfigError {
+        ConfigError::Semantic {
+            path: self.path.clone(),
+            message,
+        }
+    }
+
+    fn check(&self) -> Result<(), ConfigError> {
+        if self.nats.url.is_some() == self.nats.urls.is_some() {
+            return Err(self.semantic("[nats] needs exactly one of `url` and `urls`".into()));
+        }
+        let secrets = [
+            self.nats.password.is_some(),
+            self.nats.password_file.is_some(),
+            self.nats.token.is_some(),
+            self.nats.nkey_seed_file.is_some(),
+            self.nats.creds_file.is_some(),
+        ];
+        if secrets.iter().filter(|s| **s).count() > 1 {
+            return Err(self.semantic(
+                "[nats] takes at most one of password, password_file, token, nkey_seed_file, creds_file"
+                    .into(),
+            ));
+        }
+        if (self.nats.password.is_some() || self.nats.password_file.is_some())
+            && self.nats.user.is_none()
+        {
+            return Err(self.semantic("[nats] a password needs `user`".into()));
+        }
+        if self.token.sources.is_empty() {
+            return Err(self.semantic("[token] sources must name at least one field".into()));
+        }
+        if self.issuers.is_empty() {
+            return Err(self.semantic("at least one [[issuer]] is required".into()));
+        }
+        let mut names = std::collections::HashSet::new();
+        for iss in &self.issuers {
+            if !names.insert(iss.name.as_str()) {
+                return Err(self.semantic(format!("issuer name {:?} is used twice", iss.name)));
+            }
+            if iss.jwks_uri.is_some() && iss.jwks_file.is_some() {
+                return Err(self.semantic(format!(
+                    "issuer {:?}: set at most one of jwks_uri and jwks_file",
+                    iss.name
+                )));
+            }
+            if iss.audience.to_vec().is_empty() {
+                return Err(self.semantic(format!("issuer {:?}: audience is empty", iss.name)));
+            }
+            if iss.algorithms.is_empty() {
+                return Err(self.semantic(format!("issuer {:?}: algorithms is empty", iss.name)));
+            }
+            if let Some(alg) = iss.algorithms.iter().find(|a| is_hmac(a)) {
+                return Err(self.semantic(format!(
+                    "issuer {:?}: {alg:?} is a shared-secret algorithm and is never accepted",
+                    iss.name
+                )));
+            }
+        }
+        Ok(())
+    }
+
+    pub fn nats_urls(&self) -> Vec<String> {
+        match (&self.nats.url, &self.nats.urls) {
+            (Some(u), _) => vec![u.clone()],
+            (None, Some(us)) => us.clone(),
+            (None, None) => Vec::new(),
+        }
+    }
+}
+
+fn is_hmac(a: &Algorithm) -> bool {
+    matches!(a, Algorithm::HS256 | Algorithm::HS384 | Algorithm::HS512)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const MINIMAL: &str = r#"
+[nats]
+url = "nats://127.0.0.1:4222"
+user = "auth"
+password = "pw"
+
+[signing]
+issuer_seed_file = "keys/issuer.nk"
+
+[[issuer]]
+name = "corp"
+issuer = "https://idp.example.com"
+audience = "nats"
+
+[policy]
+file = "policy.toml"
+"#;
+
+    #[test]
+    fn minimal_config_gets_defaults() {
+        let c = Config::parse(Path::new("/etc/callout/callout.toml"), MINIMAL).unwrap();
+        assert_eq!(c.nats.queue_group, "nats-oidc-callout");
+        assert_eq!(
+            c.token.sources,
+            vec![TokenSource::AuthToken, TokenSource::Password]
+        );
+        assert_eq!(c.token.max_ttl.0, Duration::from_secs(3600));
+        assert_eq!(c.issuers[0].algorithms, vec![Algorithm::RS256]);
+        assert_eq!(c.issuers[0].audience.to_vec(), vec!["nats".to_string()]);
+        assert_eq!(
+            c.resolve(&c.policy.file),
+            PathBuf::from("/etc/callout/policy.toml")
+        );
+    }
+
+    #[test]
+    fn unknown_key_names_line_and_column() {
+        let src = MINIMAL.replace("audience = \"nats\"", "audience = \"nats\"\naudiance = \"x\"");
+        let err = Config::parse(Path::new("c.toml"), &src).unwrap_err();
+        let text = err.to_string();
+        assert!(text.starts_with("c.toml:14:"), "{text}");
+        assert!(text.contains("audiance"), "{text}");
+    }
+
+    #[test]
+    fn hmac_algorithms_are_refused() {
+        let src = MINIMAL.replace("audience = \"nats\"", "audience = \"nats\"\nalgorithms = [\"HS256\"]");
+        let err = Config::parse(Path::new("c.toml"), &src).unwrap_err();
+        assert!(err.to_string().contains("never accepted"), "{err}");
+    }
+
+    #[test]
+    fn bad_duration_is_reported() {
+        let src = MINIMAL.replace("[policy]", "[token]\nmax_ttl = \"forever\"\n\n[policy]");
+        let err = Config::parse(Path::new("c.toml"), &src).unwrap_err();
+        assert!(err.to_string().contains("invalid duration"), "{err}");
+    }
+}

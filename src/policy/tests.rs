@@ -1,0 +1,207 @@
+use std::path::Path;
+
+use serde_json::json;
+
+use super::*;
+
+const SPEC_POLICY: &str = r#"
+[defaults]
+account = "APP"
+ttl = "15m"
+
+[permissions.metrics-reader]
+sub = { allow = ["metrics.>"] }
+
+[permissions.own-namespace]
+pub = { allow = ["svc.{claim.sub}.>"] }
+sub = { allow = ["svc.{claim.sub}.>", "_INBOX.>"] }
+resp = { max = 1, ttl = "5s" }
+
+[permissions.deployer]
+pub = { allow = ["deploy.{claim.repository_owner}.>"], deny = ["deploy.*.prod"] }
+
+[[rules]]
+name = "metrics-readers"
+issuer = "corp"
+scopes = ["nats:metrics"]
+grant = ["metrics-reader", "own-namespace"]
+
+[[rules]]
+name = "ci-main"
+issuer = "github-actions"
+claims = { repository = "acme/api", ref = "refs/heads/*" }
+grant = ["deployer"]
+account = "CI"
+ttl = "5m"
+"#;
+
+fn policy(src: &str) -> Policy {
+    Policy::parse(Path::new("p.toml"), src, None).unwrap()
+}
+
+fn eval(p: &Policy, issuer: &str, claims: serde_json::Value, scopes: &[&str]) -> Result<Grant, Denial> {
+    let claims = claims.as_object().unwrap().clone();
+    let scopes: Vec<String> = scopes.iter().map(|s| s.to_string()).collect();
+    p.evaluate(
+        &Identity {
+            issuer,
+            claims: &claims,
+            scopes: &scopes,
+        },
+        &Connection::default(),
+    )
+}
+
+#[test]
+fn spec_example_grants_union_of_sets() {
+    let g = eval(&policy(SPEC_POLICY), "corp", json!({"sub": "svc-42"}), &["nats:metrics", "x"]).unwrap();
+    assert_eq!(g.account, "APP");
+    assert_eq!(g.rules, vec!["metrics-readers"]);
+    assert_eq!(g.permissions.publish.allow, vec!["svc.svc-42.>"]);
+    assert_eq!(g.permissions.subscribe.allow, vec!["metrics.>", "svc.svc-42.>", "_INBOX.>"]);
+    assert_eq!(g.permissions.resp, Some(ResponsePermission { max: 1, ttl: 5_000_000_000 }));
+    assert_eq!(g.ttl, Duration::from_secs(900));
+}
+
+#[test]
+fn missing_scope_or_wrong_issuer_denies() {
+    let p = policy(SPEC_POLICY);
+    assert_eq!(eval(&p, "corp", json!({"sub": "a"}), &["other"]), Err(Denial::NoRule));
+    assert_eq!(eval(&p, "other", json!({"sub": "a"}), &["nats:metrics"]), Err(Denial::NoRule));
+}
+
+#[test]
+fn claims_glob_and_rule_account_and_ttl() {
+    let p = policy(SPEC_POLICY);
+    let c = json!({"repository": "acme/api", "ref": "refs/heads/main", "repository_owner": "acme"});
+    let g = eval(&p, "github-actions", c, &[]).unwrap();
+    assert_eq!(g.account, "CI");
+    assert_eq!(g.ttl, Duration::from_secs(300));
+    assert_eq!(g.permissions.publish.allow, vec!["deploy.acme.>"]);
+    assert_eq!(g.permissions.publish.deny, vec!["deploy.*.prod"]);
+    let tag = json!({"repository": "acme/api", "ref": "refs/tags/v1", "repository_owner": "acme"});
+    assert_eq!(eval(&p, "github-actions", tag, &[]), Err(Denial::NoRule));
+}
+
+#[test]
+fn interpolated_wildcard_claim_denies() {
+    let p = policy(SPEC_POLICY);
+    for sub in ["x.>", "*", ">", "a.b"] {
+        assert_eq!(
+            eval(&p, "corp", json!({ "sub": sub }), &["nats:metrics"]),
+            Err(Denial::Interpolation(InterpolationError::NotAToken("sub".into())))
+        );
+    }
+}
+
+#[test]
+fn matching_rules_must_agree_on_account() {
+    let src = r#"
+[permissions.a]
+sub = { allow = ["a"] }
+[[rules]]
+name = "one"
+grant = ["a"]
+account = "A"
+[[rules]]
+name = "two"
+grant = ["a"]
+account = "B"
+"#;
+    let err = eval(&policy(src), "x", json!({}), &[]).unwrap_err();
+    assert!(matches!(err, Denial::AccountConflict { .. }), "{err}");
+}
+
+#[test]
+fn array_claims_and_lists_of_patterns() {
+    let src = r#"
+[defaults]
+account = "APP"
+[permissions.admin]
+pub = { allow = ["admin.>"] }
+[[rules]]
+name = "admins"
+claims = { "realm_access.roles" = ["admin", "ops"] }
+grant = ["admin"]
+"#;
+    let p = policy(src);
+    assert!(eval(&p, "k", json!({"realm_access": {"roles": ["user", "ops"]}}), &[]).is_ok());
+    assert_eq!(eval(&p, "k", json!({"realm_access": {"roles": ["user"]}}), &[]), Err(Denial::NoRule));
+    assert_eq!(eval(&p, "k", json!({}), &[]), Err(Denial::NoRule));
+}
+
+#[test]
+fn connection_conditions_fail_closed_when_unknown() {
+    let src = r#"
+[defaults]
+account = "APP"
+[permissions.p]
+sub = { allow = ["a"] }
+[[rules]]
+name = "browser"
+connection_types = ["websocket"]
+source_cidrs = ["10.0.0.0/8"]
+grant = ["p"]
+"#;
+    let p = policy(src);
+    let claims = json!({}).as_object().unwrap().clone();
+    let who = Identity { issuer: "i", claims: &claims, scopes: &[] };
+    let conn = |t, h| Connection { conn_type: Some(t), host: Some(h) };
+    assert!(p.evaluate(&who, &conn("websocket", "10.1.2.3")).is_ok());
+    assert!(p.evaluate(&who, &conn("nats", "10.1.2.3")).is_err());
+    assert!(p.evaluate(&who, &conn("websocket", "192.168.1.1")).is_err());
+    assert!(p.evaluate(&who, &conn("websocket", "not-an-ip")).is_err());
+    assert!(p.evaluate(&who, &Connection::default()).is_err());
+}
+
+#[test]
+fn empty_policy_denies_everything() {
+    let p = policy("");
+    assert_eq!(eval(&p, "x", json!({"sub": "a"}), &["any"]), Err(Denial::NoRule));
+    assert!(!p.warnings().is_empty());
+}
+
+#[test]
+fn errors_are_collected_with_positions() {
+    let src = r#"[defaults]
+account = "APP"
+
+[permissions.p]
+pub = { allow = ["ok.>", "bad..subject"] }
+
+[[rules]]
+name = "r"
+issuer = "nope"
+grant = ["p", "missing"]
+connection_types = ["carrier-pigeon"]
+"#;
+    let issuers = vec!["corp".to_string()];
+    let err = Policy::parse(Path::new("p.toml"), src, Some(&issuers)).unwrap_err();
+    let PolicyError::Invalid(errors) = err else { panic!("expected Invalid") };
+    let text: Vec<String> = errors.iter().map(ToString::to_string).collect();
+    assert!(text.iter().any(|e| e.starts_with("p.toml:5:") && e.contains("bad..subject")), "{text:?}");
+    assert!(text.iter().any(|e| e.starts_with("p.toml:9:") && e.contains("unknown issuer \"nope\"")), "{text:?}");
+    assert!(text.iter().any(|e| e.starts_with("p.toml:10:") && e.contains("undefined permission set \"missing\"")), "{text:?}");
+    assert!(text.iter().any(|e| e.starts_with("p.toml:11:") && e.contains("carrier-pigeon")), "{text:?}");
+}
+
+#[test]
+fn unknown_key_in_rule_is_an_error() {
+    let src = "[[rules]]\nname = \"r\"\ngrant = []\ngrnat = [\"x\"]\n";
+    let err = Policy::parse(Path::new("p.toml"), src, None).unwrap_err();
+    assert!(err.to_string().contains("grnat"), "{err}");
+}
+
+#[test]
+fn rule_without_any_account_is_an_error() {
+    let src = "[permissions.p]\nsub = { allow = [\"a\"] }\n[[rules]]\nname = \"r\"\ngrant = [\"p\"]\n";
+    let err = Policy::parse(Path::new("p.toml"), src, None).unwrap_err();
+    assert!(err.to_string().contains("no account"), "{err}");
+}
+
+#[test]
+fn publish_everything_is_warned() {
+    let src = "[defaults]\naccount = \"A\"\n[permissions.p]\npub = { allow = [\">\"] }\n[[rules]]\nname = \"r\"\ngrant = [\"p\"]\n";
+    let p = policy(src);
+    assert!(p.warnings().iter().any(|w| w.contains("every subject")), "{:?}", p.warnings());
+}

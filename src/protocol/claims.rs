@@ -1,0 +1,195 @@
+//! The `nats` objects of the three JWTs an auth callout handles. Every field
+//! the Go side marks `omitempty` is defaulted, so requests from any server
+//! version 2.10+ parse.
+
+use serde::{Deserialize, Serialize};
+
+use super::jwt::NatsType;
+
+/// The `aud` of every request the server sends.
+pub const AUTHORIZATION_REQUEST_AUDIENCE: &str = "nats-authorization-request";
+
+#[derive(Debug, Default, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct AuthorizationRequest {
+    pub server_id: ServerId,
+    pub user_nkey: String,
+    pub client_info: ClientInfo,
+    pub connect_opts: ConnectOpts,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub client_tls: Option<ClientTls>,
+    #[serde(rename = "type")]
+    pub kind: String,
+    pub version: u32,
+}
+
+#[derive(Debug, Default, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct ServerId {
+    pub name: String,
+    pub host: String,
+    pub id: String,
+    pub version: String,
+    pub cluster: String,
+    pub tags: Vec<String>,
+    pub xkey: String,
+}
+
+#[derive(Debug, Default, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct ClientInfo {
+    pub host: String,
+    pub id: u64,
+    pub user: String,
+    pub name: String,
+    pub tags: Vec<String>,
+    pub name_tag: String,
+    pub kind: String,
+    #[serde(rename = "type")]
+    pub conn_type: String,
+    pub mqtt_id: String,
+    pub nonce: String,
+}
+
+#[derive(Default, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct ConnectOpts {
+    pub jwt: String,
+    pub nkey: String,
+    pub sig: String,
+    pub auth_token: String,
+    pub user: String,
+    pub pass: String,
+    pub name: String,
+    pub lang: String,
+    pub version: String,
+    pub protocol: i64,
+}
+
+/// Credentials never reach a log through `{:?}`.
+impl std::fmt::Debug for ConnectOpts {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ConnectOpts")
+            .field("user", &self.user)
+            .field("nkey", &self.nkey)
+            .field("name", &self.name)
+            .field("lang", &self.lang)
+            .field("version", &self.version)
+            .finish_non_exhaustive()
+    }
+}
+
+#[derive(Debug, Default, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct ClientTls {
+    pub version: String,
+    pub cipher: String,
+    pub certs: Vec<String>,
+    pub verified_chains: Vec<Vec<String>>,
+}
+
+impl NatsType for AuthorizationRequest {
+    const TYPE: &'static str = "authorization_request";
+    fn type_and_version(&self) -> (&str, u32) {
+        (&self.kind, self.version)
+    }
+}
+
+/// Exactly one of `jwt` and `error` is set.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct AuthorizationResponse {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub jwt: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub issuer_account: Option<String>,
+    #[serde(rename = "type")]
+    pub kind: String,
+    pub version: u32,
+}
+
+impl AuthorizationResponse {
+    pub fn allow(user_jwt: String) -> Self {
+        Self::new(Some(user_jwt), None)
+    }
+
+    pub fn deny(reason: String) -> Self {
+        Self::new(None, Some(reason))
+    }
+
+    fn new(jwt: Option<String>, error: Option<String>) -> Self {
+        Self {
+            jwt,
+            error,
+            issuer_account: None,
+            kind: Self::TYPE.to_owned(),
+            version: 2,
+        }
+    }
+}
+
+impl NatsType for AuthorizationResponse {
+    const TYPE: &'static str = "authorization_response";
+    fn type_and_version(&self) -> (&str, u32) {
+        (&self.kind, self.version)
+    }
+}
+
+#[derive(Debug, Default, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Permission {
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub allow: Vec<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub deny: Vec<String>,
+}
+
+/// `ttl` is a Go `time.Duration`: nanoseconds.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ResponsePermission {
+    pub max: i64,
+    pub ttl: i64,
+}
+
+/// The `nats` object of a user JWT, in nats-io/jwt's field order. The
+/// limits are always unlimited: the server ignores them for callout users.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct User {
+    #[serde(rename = "pub", default)]
+    pub publish: Permission,
+    #[serde(rename = "sub", default)]
+    pub subscribe: Permission,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub resp: Option<ResponsePermission>,
+    pub subs: i64,
+    pub data: i64,
+    pub payload: i64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub issuer_account: Option<String>,
+    #[serde(rename = "type")]
+    pub kind: String,
+    pub version: u32,
+}
+
+impl User {
+    pub fn new(publish: Permission, subscribe: Permission, resp: Option<ResponsePermission>) -> Self {
+        Self {
+            publish,
+            subscribe,
+            resp,
+            subs: -1,
+            data: -1,
+            payload: -1,
+            issuer_account: None,
+            kind: Self::TYPE.to_owned(),
+            version: 2,
+        }
+    }
+}
+
+impl NatsType for User {
+    const TYPE: &'static str = "user";
+    fn type_and_version(&self) -> (&str, u32) {
+        (&self.kind, self.version)
+    }
+}

@@ -1,0 +1,189 @@
+//! Encoding, signing and verifying JWTs the way nats-io/jwt v2 does.
+
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use base64::Engine;
+use nkeys::{KeyPair, KeyPairType};
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha512_256};
+
+use super::claims::AuthorizationRequest;
+
+/// The only header nats-io/jwt v2 writes.
+pub const NKEY_HEADER: &str = r#"{"typ":"JWT","alg":"ed25519-nkey"}"#;
+
+/// Largest JWT nats-io/jwt will decode (`jwt.MaxTokenSize`).
+const MAX_TOKEN_SIZE: usize = 1024 * 1024;
+
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum JwtError {
+    #[error("token is larger than {MAX_TOKEN_SIZE} bytes")]
+    TooLarge,
+    #[error("expected 3 dot-separated parts")]
+    Shape,
+    #[error("{0} is not valid unpadded base64url")]
+    Base64(&'static str),
+    #[error("{part} is not valid JSON: {reason}")]
+    Json { part: &'static str, reason: String },
+    #[error("unsupported JWT header (typ {typ:?}, alg {alg:?})")]
+    Header { typ: String, alg: String },
+    #[error("claims type is {found:?}, expected {expected:?}")]
+    Type { found: String, expected: &'static str },
+    #[error("claims version is {0}, expected 2")]
+    Version(u32),
+    #[error("issuer {0:?} is not a {1} public key")]
+    IssuerKind(String, &'static str),
+    #[error("signature does not verify")]
+    Signature,
+    #[error("signing failed: {0}")]
+    Signing(String),
+}
+
+/// The registered claims nats-io/jwt hashes into the jti, in its field order.
+#[derive(Debug, Default, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ClaimsData {
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub aud: String,
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub exp: i64,
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub jti: String,
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub iat: i64,
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub iss: String,
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub name: String,
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub nbf: i64,
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub sub: String,
+}
+
+fn is_zero(v: &i64) -> bool {
+    *v == 0
+}
+
+/// A full NATS JWT body: registered claims followed by the `nats` object.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct NatsClaims<T> {
+    #[serde(flatten)]
+    pub data: ClaimsData,
+    pub nats: T,
+}
+
+/// The `nats.type` of a claims body, which also selects how it must be read.
+pub trait NatsType {
+    const TYPE: &'static str;
+    fn type_and_version(&self) -> (&str, u32);
+}
+
+/// jti as nats-io/jwt computes it: base32 (no padding) of SHA-512/256 over
+/// the JSON of the registered claims with `jti` cleared.
+pub fn jti(data: &ClaimsData) -> String {
+    let cleared = ClaimsData {
+        jti: String::new(),
+        ..data.clone()
+    };
+    let json = serde_json::to_vec(&cleared).expect("ClaimsData always serializes");
+    data_encoding::BASE32_NOPAD.encode(&Sha512_256::digest(&json))
+}
+
+/// Sets `iss` and `jti` on the claims and signs them with `signer`.
+pub fn encode<T: Serialize>(
+    claims: &mut NatsClaims<T>,
+    signer: &KeyPair,
+) -> Result<String, JwtError> {
+    claims.data.iss = signer.public_key();
+    claims.data.jti = jti(&claims.data);
+    let body = serde_json::to_vec(claims).map_err(|e| JwtError::Signing(e.to_string()))?;
+    let mut token = String::with_capacity(body.len() * 4 / 3 + 160);
+    URL_SAFE_NO_PAD.encode_string(NKEY_HEADER, &mut token);
+    token.push('.');
+    URL_SAFE_NO_PAD.encode_string(&body, &mut token);
+    let sig = signer
+        .sign(token.as_bytes())
+        .map_err(|e| JwtError::Signing(e.to_string()))?;
+    token.push('.');
+    URL_SAFE_NO_PAD.encode_string(sig, &mut token);
+    Ok(token)
+}
+
+#[derive(Deserialize)]
+struct Header {
+    #[serde(default)]
+    typ: String,
+    #[serde(default)]
+    alg: String,
+}
+
+/// Decodes a NATS JWT and verifies its signature against its own `iss`,
+/// which must be a key of `issuer_kind`.
+pub fn decode<T: DeserializeOwned + NatsType>(
+    token: &str,
+    issuer_kind: KeyPairType,
+) -> Result<NatsClaims<T>, JwtError> {
+    if token.len() > MAX_TOKEN_SIZE {
+        return Err(JwtError::TooLarge);
+    }
+    let mut parts = token.split('.');
+    let (Some(h), Some(p), Some(s), None) = (parts.next(), parts.next(), parts.next(), parts.next())
+    else {
+        return Err(JwtError::Shape);
+    };
+    let header: Header = parse_part(h, "header")?;
+    let alg = header.alg.to_ascii_lowercase();
+    if !header.typ.eq_ignore_ascii_case("jwt") || !(alg == "ed25519-nkey" || alg == "ed25519") {
+        return Err(JwtError::Header {
+            typ: header.typ,
+            alg: header.alg,
+        });
+    }
+    let claims: NatsClaims<T> = parse_part(p, "payload")?;
+    let (found, version) = claims.nats.type_and_version();
+    if found != T::TYPE {
+        return Err(JwtError::Type {
+            found: found.to_owned(),
+            expected: T::TYPE,
+        });
+    }
+    if version != 2 {
+        return Err(JwtError::Version(version));
+    }
+    let key = KeyPair::from_public_key(&claims.data.iss)
+        .ok()
+        .filter(|k| k.key_pair_type() == issuer_kind)
+        .ok_or_else(|| JwtError::IssuerKind(claims.data.iss.clone(), kind_name(&issuer_kind)))?;
+    let sig = URL_SAFE_NO_PAD
+        .decode(s)
+        .map_err(|_| JwtError::Base64("signature"))?;
+    let signed = &token[..h.len() + 1 + p.len()];
+    key.verify(signed.as_bytes(), &sig)
+        .map_err(|_| JwtError::Signature)?;
+    Ok(claims)
+}
+
+/// Decodes an `authorization_request`; its issuer must be a server key.
+pub fn decode_request(token: &str) -> Result<NatsClaims<AuthorizationRequest>, JwtError> {
+    decode(token, KeyPairType::Server)
+}
+
+fn parse_part<T: DeserializeOwned>(b64: &str, part: &'static str) -> Result<T, JwtError> {
+    let bytes = URL_SAFE_NO_PAD
+        .decode(b64)
+        .map_err(|_| JwtError::Base64(part))?;
+    serde_json::from_slice(&bytes).map_err(|e| JwtError::Json {
+        part,
+        reason: e.to_string(),
+    })
+}
+
+fn kind_name(kind: &KeyPairType) -> &'static str {
+    match kind {
+        KeyPairType::Server => "server",
+        KeyPairType::Account => "account",
+        KeyPairType::User => "user",
+        KeyPairType::Operator => "operator",
+        _ => "recognised",
+    }
+}

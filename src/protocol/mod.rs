@@ -1,0 +1,20 @@
+//! The NATS side of the wire: nats-io/jwt v2 claims, their Ed25519 (nkey)
+//! signatures, and xkey sealing of callout messages.
+//!
+//! Nothing here knows about OIDC, policies or the service loop.
+
+mod claims;
+mod jwt;
+mod xkey;
+
+pub use claims::{
+    AuthorizationRequest, AuthorizationResponse, ClientInfo, ClientTls, ConnectOpts, Permission,
+    ResponsePermission, ServerId, User, AUTHORIZATION_REQUEST_AUDIENCE,
+};
+pub use jwt::{
+    decode_request, encode, jti, ClaimsData, JwtError, NatsClaims, NatsType, NKEY_HEADER,
+};
+pub use xkey::{open_request, seal_response, SealError, XKEY_HEADER};
+
+#[cfg(test)]
+mod tests;
