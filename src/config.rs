@@ -166,6 +166,24 @@ pub struct IssuerConfig {
     pub allow_insecure_http: bool,
 }
 
+/// Which of the three key sources an issuer uses.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum KeySourceKind {
+    Discovery,
+    Uri,
+    File,
+}
+
+impl IssuerConfig {
+    pub fn key_source(&self) -> KeySourceKind {
+        match (&self.jwks_file, &self.jwks_uri) {
+            (Some(_), _) => KeySourceKind::File,
+            (None, Some(_)) => KeySourceKind::Uri,
+            (None, None) => KeySourceKind::Discovery,
+        }
+    }
+}
+
 fn default_algorithms() -> Vec<Algorithm> {
     vec![Algorithm::RS256]
 }

@@ -1,8 +1,12 @@
 //! nats-oidc-callout: a NATS auth-callout service that turns OAuth/OIDC
 //! bearer tokens into short-lived, policy-scoped NATS user JWTs.
 
+pub mod authorize;
+pub mod cli;
 pub mod config;
 pub mod duration;
+pub mod issuer;
 pub mod location;
 pub mod policy;
 pub mod protocol;
+pub mod service;

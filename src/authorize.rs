@@ -1,0 +1,351 @@
+//! The decision: authorization request in, signed response out. Shared by
+//! `serve` (for every connection) and `check` (for one token), so both
+//! decide exactly alike.
+
+use std::path::Path;
+use std::sync::{Arc, RwLock};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use nkeys::{KeyPair, XKey};
+use serde_json::{Map, Value};
+
+use crate::config::{Config, TokenSource};
+use crate::issuer::{Issuers, TokenError, VerifiedToken};
+use crate::policy::{scopes, Connection, Grant, Identity, Policy, PolicyError};
+use crate::protocol::{
+    decode_request, encode, open_request, seal_response, AuthorizationRequest,
+    AuthorizationResponse, ClaimsData, NatsClaims, User,
+};
+
+/// An approved identity and when its NATS user expires.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Approval {
+    pub grant: Grant,
+    pub expires_at: i64,
+}
+
+/// A decision and what it was about, for the audit line and `check`.
+#[derive(Debug, Clone)]
+pub struct Outcome {
+    pub issuer: Option<String>,
+    pub subject: Option<String>,
+    pub result: Result<Approval, String>,
+}
+
+impl Outcome {
+    fn denied(reason: impl ToString) -> Self {
+        Self {
+            issuer: None,
+            subject: None,
+            result: Err(reason.to_string()),
+        }
+    }
+}
+
+/// One answered request: the bytes to publish and the audit facts.
+pub struct Reply {
+    /// Empty means "deny without reason", used only when the request is too
+    /// broken to address a response to.
+    pub payload: Vec<u8>,
+    pub outcome: Outcome,
+    pub client_host: String,
+    pub client_name: String,
+    pub server_id: String,
+}
+
+impl Reply {
+    /// A denial for a request too broken to answer with a signed response.
+    fn unaddressable(reason: String) -> Self {
+        Self {
+            payload: Vec::new(),
+            outcome: Outcome::denied(reason),
+            client_host: String::new(),
+            client_name: String::new(),
+            server_id: String::new(),
+        }
+    }
+
+    /// The deadline passed before a decision was made.
+    pub fn timed_out() -> Self {
+        Self::unaddressable("decision took too long (deadline exceeded)".into())
+    }
+}
+
+pub struct Authorizer {
+    issuers: Arc<Issuers>,
+    policy: RwLock<Arc<Policy>>,
+    signer: KeyPair,
+    xkey: Option<XKey>,
+    sources: Vec<TokenSource>,
+    max_ttl: Duration,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum SetupError {
+    #[error("cannot read {path}: {reason}")]
+    Read { path: String, reason: String },
+    #[error("{path}: {reason}")]
+    Key { path: String, reason: String },
+    #[error(transparent)]
+    Policy(#[from] PolicyError),
+    #[error(transparent)]
+    Jwks(#[from] crate::issuer::JwksError),
+}
+
+/// Reads an nkey seed file (first non-empty line that is not a comment).
+pub fn read_seed(path: &Path) -> Result<String, SetupError> {
+    let text = std::fs::read_to_string(path).map_err(|e| SetupError::Read {
+        path: path.display().to_string(),
+        reason: e.to_string(),
+    })?;
+    text.lines()
+        .map(str::trim)
+        .find(|l| !l.is_empty() && !l.starts_with('#') && !l.starts_with("--"))
+        .map(str::to_owned)
+        .ok_or_else(|| SetupError::Key {
+            path: path.display().to_string(),
+            reason: "file holds no seed".into(),
+        })
+}
+
+pub fn now_unix() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs() as i64)
+}
+
+impl Authorizer {
+    /// Builds an authorizer from config: signing keys, issuers, policy.
+    pub fn from_config(config: &Config) -> Result<Self, SetupError> {
+        let seed_path = config.resolve(&config.signing.issuer_seed_file);
+        let signer = KeyPair::from_seed(&read_seed(&seed_path)?)
+            .ok()
+            .filter(|k| k.key_pair_type() == nkeys::KeyPairType::Account)
+            .ok_or_else(|| SetupError::Key {
+                path: seed_path.display().to_string(),
+                reason: "not an account seed (SA…); create one with `keygen account`".into(),
+            })?;
+        let xkey = match &config.signing.xkey_seed_file {
+            None => None,
+            Some(p) => {
+                let path = config.resolve(p);
+                Some(XKey::from_seed(&read_seed(&path)?).map_err(|_| SetupError::Key {
+                    path: path.display().to_string(),
+                    reason: "not a curve seed (SX…); create one with `keygen xkey`".into(),
+                })?)
+            }
+        };
+        let issuers = Arc::new(Issuers::new(config)?);
+        let policy = Policy::load(&config.resolve(&config.policy.file), Some(&issuers.names()))?;
+        Ok(Self {
+            issuers,
+            policy: RwLock::new(Arc::new(policy)),
+            signer,
+            xkey,
+            sources: config.token.sources.clone(),
+            max_ttl: config.token.max_ttl.into(),
+        })
+    }
+
+    pub fn issuers(&self) -> &Arc<Issuers> {
+        &self.issuers
+    }
+
+    pub fn policy(&self) -> Arc<Policy> {
+        self.policy.read().expect("policy lock").clone()
+    }
+
+    pub fn signer_public_key(&self) -> String {
+        self.signer.public_key()
+    }
+
+    pub fn xkey_public_key(&self) -> Option<String> {
+        self.xkey.as_ref().map(XKey::public_key)
+    }
+
+    /// Swaps in a new policy; on error the current one stays.
+    pub fn reload_policy(&self, path: &Path) -> Result<Arc<Policy>, PolicyError> {
+        let policy = Arc::new(Policy::load(path, Some(&self.issuers.names()))?);
+        *self.policy.write().expect("policy lock") = policy.clone();
+        Ok(policy)
+    }
+
+    /// Validates a token and evaluates the policy, as for a connection.
+    pub async fn decide(&self, token: &str, conn: &Connection<'_>, now: i64) -> Outcome {
+        match self.issuers.validate(token).await {
+            Ok(verified) => self.evaluate(&verified, conn, now),
+            Err(e) => Outcome::denied(e),
+        }
+    }
+
+    /// Evaluates the policy on unverified claims (`check --claims`): `iss`
+    /// picks the issuer, whose scope claim is then read.
+    pub fn decide_claims(&self, claims: Map<String, Value>, conn: &Connection<'_>, now: i64) -> Outcome {
+        let iss = claims.get("iss").and_then(Value::as_str).unwrap_or_default();
+        let Some(issuer) = self.issuers.by_iss(iss) else {
+            return Outcome::denied(if iss.is_empty() {
+                TokenError::NoIssuer
+            } else {
+                TokenError::UnknownIssuer(iss.to_owned())
+            });
+        };
+        let verified = VerifiedToken {
+            issuer: issuer.config.name.clone(),
+            scopes: scopes(&claims, &issuer.config.scope_claim),
+            subject: claims.get("sub").and_then(Value::as_str).unwrap_or_default().to_owned(),
+            expires_at: claims.get("exp").and_then(Value::as_i64),
+            claims,
+        };
+        self.evaluate(&verified, conn, now)
+    }
+
+    fn evaluate(&self, token: &VerifiedToken, conn: &Connection<'_>, now: i64) -> Outcome {
+        let identity = Identity {
+            issuer: &token.issuer,
+            claims: &token.claims,
+            scopes: &token.scopes,
+        };
+        let result = self
+            .policy()
+            .evaluate(&identity, conn)
+            .map_err(|d| d.to_string())
+            .and_then(|grant| {
+                let expires_at = self.expiry(&grant, token.expires_at, now);
+                if expires_at <= now {
+                    Err("token expires too soon to issue a user".to_owned())
+                } else {
+                    Ok(Approval { grant, expires_at })
+                }
+            });
+        Outcome {
+            issuer: Some(token.issuer.clone()),
+            subject: Some(token.subject.clone()),
+            result,
+        }
+    }
+
+    /// The user lives no longer than the grant's ttl, `max_ttl`, and the
+    /// token it was minted from.
+    fn expiry(&self, grant: &Grant, token_exp: Option<i64>, now: i64) -> i64 {
+        let cap = grant.ttl.min(self.max_ttl).as_secs().min(i64::MAX as u64 / 2) as i64;
+        let mut exp = now.saturating_add(cap);
+        if let Some(t) = token_exp {
+            exp = exp.min(t);
+        }
+        exp
+    }
+
+    /// Answers one raw request from `$SYS.REQ.USER.AUTH`.
+    pub async fn respond(&self, payload: &[u8], server_xkey: Option<&str>) -> Reply {
+        let broken = Reply::unaddressable;
+        let (jwt, reply_key) = match open_request(payload, server_xkey, self.xkey.as_ref()) {
+            Ok(x) => x,
+            Err(e) => return broken(format!("unreadable request: {e}")),
+        };
+        let request = match std::str::from_utf8(&jwt)
+            .map_err(|_| "request is not UTF-8".to_owned())
+            .and_then(|t| decode_request(t).map_err(|e| e.to_string()))
+        {
+            Ok(r) => r,
+            Err(e) => return broken(format!("invalid authorization request: {e}")),
+        };
+        let req = &request.nats;
+        if request.data.iss != req.server_id.id {
+            return broken("request issuer is not the sending server".into());
+        }
+        if reply_key.is_some() && req.server_id.xkey != server_xkey.unwrap_or_default() {
+            return broken("request xkey header does not match its server_id.xkey".into());
+        }
+        if !is_user_key(&req.user_nkey) {
+            return broken("request user_nkey is not a user public key".into());
+        }
+
+        let now = now_unix();
+        let token = self.token_of(req);
+        let conn_type = connection_type(req);
+        let conn = Connection {
+            conn_type: Some(conn_type),
+            host: Some(req.client_info.host.as_str()),
+        };
+        let outcome = match token {
+            Some(t) => self.decide(t, &conn, now).await,
+            None => Outcome::denied(TokenError::Missing),
+        };
+        let response = match &outcome.result {
+            Ok(approval) => self
+                .user_jwt(req, approval, outcome.subject.as_deref().unwrap_or_default(), now)
+                .map(AuthorizationResponse::allow),
+            Err(reason) => Ok(AuthorizationResponse::deny(reason.clone())),
+        };
+        let payload = response
+            .and_then(|r| self.sign_response(req, r, now))
+            .and_then(|jwt| match &reply_key {
+                Some(server) => seal_response(jwt.as_bytes(), self.xkey.as_ref().expect("opened with our xkey"), server)
+                    .map_err(|e| e.to_string()),
+                None => Ok(jwt.into_bytes()),
+            });
+        let (payload, outcome) = match payload {
+            Ok(p) => (p, outcome),
+            Err(e) => (Vec::new(), Outcome::denied(format!("cannot build response: {e}"))),
+        };
+        Reply {
+            payload,
+            outcome,
+            client_host: req.client_info.host.clone(),
+            client_name: req.client_info.name.clone(),
+            server_id: req.server_id.id.clone(),
+        }
+    }
+
+    fn token_of<'a>(&self, req: &'a AuthorizationRequest) -> Option<&'a str> {
+        self.sources
+            .iter()
+            .map(|s| match s {
+                TokenSource::AuthToken => req.connect_opts.auth_token.as_str(),
+                TokenSource::Password => req.connect_opts.pass.as_str(),
+            })
+            .find(|t| !t.is_empty())
+    }
+
+    fn user_jwt(&self, req: &AuthorizationRequest, approval: &Approval, name: &str, now: i64) -> Result<String, String> {
+        let p = &approval.grant.permissions;
+        let mut claims = NatsClaims {
+            data: ClaimsData {
+                aud: approval.grant.account.clone(),
+                exp: approval.expires_at,
+                iat: now,
+                name: name.to_owned(),
+                sub: req.user_nkey.clone(),
+                ..ClaimsData::default()
+            },
+            nats: User::new(p.publish.clone(), p.subscribe.clone(), p.resp),
+        };
+        encode(&mut claims, &self.signer).map_err(|e| e.to_string())
+    }
+
+    fn sign_response(&self, req: &AuthorizationRequest, resp: AuthorizationResponse, now: i64) -> Result<String, String> {
+        let mut claims = NatsClaims {
+            data: ClaimsData {
+                aud: req.server_id.id.clone(),
+                iat: now,
+                sub: req.user_nkey.clone(),
+                ..ClaimsData::default()
+            },
+            nats: resp,
+        };
+        encode(&mut claims, &self.signer).map_err(|e| e.to_string())
+    }
+}
+
+fn is_user_key(key: &str) -> bool {
+    KeyPair::from_public_key(key).is_ok_and(|k| k.key_pair_type() == nkeys::KeyPairType::User)
+}
+
+/// `nats`, `websocket`, `mqtt`, or `leafnode` (whose `type` is empty).
+fn connection_type(req: &AuthorizationRequest) -> &str {
+    if req.client_info.kind.eq_ignore_ascii_case("leafnode") {
+        "leafnode"
+    } else {
+        req.client_info.conn_type.as_str()
+    }
+}

@@ -1,0 +1,259 @@
+//! `bootstrap` writes a complete local setup; `dev-token` mints tokens from
+//! the development issuer it creates, so a first try needs no external IdP.
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use aws_lc_rs::signature::{EcdsaKeyPair, ECDSA_P256_SHA256_FIXED_SIGNING};
+use base64::engine::general_purpose::STANDARD;
+use base64::Engine;
+use clap::{Args, ValueEnum};
+use jsonwebtoken::jwk::{Jwk, ThumbprintHash};
+use jsonwebtoken::{Algorithm, EncodingKey, Header};
+use rand::Rng;
+use serde_json::{json, Map, Value};
+
+use super::keygen::{write_new, write_secret};
+use crate::authorize::now_unix;
+use crate::config::{Config, KeySourceKind};
+
+/// Name of the development issuer in a bootstrapped config.
+const DEV_ISSUER_NAME: &str = "dev";
+const DEV_ISSUER_URL: &str = "https://dev-issuer.nats-oidc-callout.invalid";
+const DEV_KEY_FILE: &str = "keys/dev-issuer.pem";
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum Mode {
+    Config,
+    Operator,
+}
+
+#[derive(Args, Debug)]
+pub struct BootstrapArgs {
+    #[arg(long)]
+    dir: PathBuf,
+    #[arg(long, value_enum, default_value_t = Mode::Config)]
+    mode: Mode,
+    /// Target accounts, comma-separated; the first is the policy default.
+    #[arg(long, value_delimiter = ',', default_value = "APP")]
+    accounts: Vec<String>,
+    /// Client port of the local nats-server (on 127.0.0.1).
+    #[arg(long, default_value_t = 4222)]
+    port: u16,
+    /// A real OIDC issuer to trust instead of the development issuer.
+    #[arg(long, requires = "audience")]
+    issuer: Option<String>,
+    #[arg(long, requires = "issuer")]
+    audience: Option<String>,
+}
+
+#[derive(Args, Debug)]
+pub struct DevTokenArgs {
+    #[arg(long)]
+    dir: PathBuf,
+    #[arg(long, default_value = "dev-user")]
+    sub: String,
+    /// Space-separated scopes, put in the `scope` claim.
+    #[arg(long)]
+    scope: Option<String>,
+    /// Extra claim `key=value`; a value that parses as JSON is used as JSON.
+    #[arg(long = "claim", value_parser = parse_claim)]
+    claims: Vec<(String, Value)>,
+    #[arg(long, default_value = "10m", value_parser = humantime::parse_duration)]
+    ttl: std::time::Duration,
+}
+
+fn parse_claim(s: &str) -> Result<(String, Value), String> {
+    let (k, v) = s
+        .split_once('=')
+        .ok_or_else(|| format!("claim {s:?} must be key=value"))?;
+    if k.is_empty() {
+        return Err(format!("claim {s:?} has an empty name"));
+    }
+    let value = match serde_json::from_str::<Value>(v) {
+        Ok(j @ (Value::Array(_) | Value::Object(_) | Value::Bool(_) | Value::Number(_))) => j,
+        _ => Value::String(v.to_owned()),
+    };
+    Ok((k.to_owned(), value))
+}
+
+pub fn run(args: BootstrapArgs) -> ExitCode {
+    if args.mode == Mode::Operator {
+        return super::bad("--mode operator is not available yet; use --mode config");
+    }
+    if let Some(bad) = args.accounts.iter().find(|a| !is_account_name(a)) {
+        return super::bad(format!("--accounts: {bad:?} is not a valid account name"));
+    }
+    match write_setup(&args) {
+        Ok(summary) => {
+            println!("{summary}");
+            ExitCode::SUCCESS
+        }
+        Err(e) => super::bad(e),
+    }
+}
+
+fn is_account_name(a: &str) -> bool {
+    !a.is_empty()
+        && a.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
+        && !["AUTH", "SYS"].contains(&a)
+}
+
+fn random_secret() -> String {
+    let bytes: [u8; 24] = rand::thread_rng().gen();
+    data_encoding::BASE32_NOPAD.encode(&bytes)
+}
+
+fn write_setup(args: &BootstrapArgs) -> Result<String, String> {
+    let dir = &args.dir;
+    for f in ["nats-server.conf", "callout.toml", "policy.toml"] {
+        if dir.join(f).exists() {
+            return Err(format!("{} already exists; refusing to overwrite it", dir.join(f).display()));
+        }
+    }
+    let issuer = nkeys::KeyPair::new_account();
+    let xkey = nkeys::XKey::new();
+    let password = random_secret();
+    write_secret(&dir.join("keys/issuer.nk"), format!("{}\n", issuer.seed().map_err(|e| e.to_string())?).as_bytes())?;
+    write_secret(&dir.join("keys/xkey.nk"), format!("{}\n", xkey.seed().map_err(|e| e.to_string())?).as_bytes())?;
+    write_secret(&dir.join("keys/auth.password"), format!("{password}\n").as_bytes())?;
+
+    let (issuer_block, rule_issuer) = match (&args.issuer, &args.audience) {
+        (Some(url), Some(aud)) => (
+            format!(
+                "[[issuer]]\nname = \"idp\"\nissuer = {url:?}\naudience = [{aud:?}]\nalgorithms = [\"RS256\", \"ES256\"]\n"
+            ),
+            "idp",
+        ),
+        _ => {
+            write_dev_issuer(dir)?;
+            (
+                format!(
+                    "# Development issuer: for demos and first tries only, never for production.\n\
+                     [[issuer]]\nname = \"{DEV_ISSUER_NAME}\"\nissuer = \"{DEV_ISSUER_URL}\"\naudience = [\"nats\"]\n\
+                     jwks_file = \"dev-jwks.json\"\nalgorithms = [\"ES256\"]\n"
+                ),
+                DEV_ISSUER_NAME,
+            )
+        }
+    };
+
+    let accounts: String = args.accounts.iter().map(|a| format!("  {a} {{}}\n")).collect();
+    let server_conf = format!(
+        "# Written by nats-oidc-callout bootstrap: a local nats-server that delegates\n\
+         # every client authentication to the callout service.\n\
+         listen: 127.0.0.1:{port}\n\
+         accounts {{\n  AUTH {{ users: [ {{ user: auth, password: \"{password}\" }} ] }}\n{accounts}  SYS {{}}\n}}\n\
+         system_account: SYS\n\
+         authorization {{\n  timeout: 2\n  auth_callout {{\n    issuer: {issuer_pub}\n    auth_users: [ auth ]\n    account: AUTH\n    xkey: {xkey_pub}\n  }}\n}}\n",
+        port = args.port,
+        issuer_pub = issuer.public_key(),
+        xkey_pub = xkey.public_key(),
+    );
+    write_secret(&dir.join("nats-server.conf"), server_conf.as_bytes())?;
+
+    let callout = format!(
+        "# Written by nats-oidc-callout bootstrap.\n\
+         [nats]\nurl = \"nats://127.0.0.1:{port}\"\nuser = \"auth\"\npassword_file = \"keys/auth.password\"\naccount = \"AUTH\"\n\n\
+         [signing]\nissuer_seed_file = \"keys/issuer.nk\"\nxkey_seed_file = \"keys/xkey.nk\"\n\n\
+         [token]\nsources = [\"auth_token\", \"password\"]\nmax_ttl = \"1h\"\n\n\
+         {issuer_block}\n\
+         [policy]\nfile = \"policy.toml\"\n",
+        port = args.port,
+    );
+    write_new(&dir.join("callout.toml"), callout.as_bytes(), 0o644)?;
+
+    let policy = format!(
+        "# Starter policy written by nats-oidc-callout bootstrap.\n\
+         # Tokens with the scope \"nats\" may use subjects under app.<their sub>.\n\
+         [defaults]\naccount = \"{account}\"\nttl = \"15m\"\n\n\
+         [permissions.own-namespace]\n\
+         pub = {{ allow = [\"app.{{claim.sub}}.>\"] }}\n\
+         sub = {{ allow = [\"app.{{claim.sub}}.>\", \"_INBOX.>\"] }}\n\n\
+         [[rules]]\nname = \"nats-users\"\nissuer = \"{rule_issuer}\"\nscopes = [\"nats\"]\ngrant = [\"own-namespace\"]\n",
+        account = args.accounts[0],
+    );
+    write_new(&dir.join("policy.toml"), policy.as_bytes(), 0o644)?;
+
+    Ok(format!(
+        "wrote a local setup to {dir}\n  nats-server -c {conf}\n  nats-oidc-callout serve --config {callout}{dev}",
+        dir = dir.display(),
+        conf = dir.join("nats-server.conf").display(),
+        callout = dir.join("callout.toml").display(),
+        dev = if args.issuer.is_none() {
+            format!("\n  nats-oidc-callout dev-token --dir {} --sub alice --scope nats", dir.display())
+        } else {
+            String::new()
+        }
+    ))
+}
+
+/// Creates the development issuer: an ES256 key and its public JWKS.
+fn write_dev_issuer(dir: &Path) -> Result<(), String> {
+    let pair = EcdsaKeyPair::generate(&ECDSA_P256_SHA256_FIXED_SIGNING).map_err(|_| "key generation failed")?;
+    let der = pair.to_pkcs8v1().map_err(|_| "key export failed")?;
+    let der = der.as_ref();
+    let key = EncodingKey::from_ec_der(der);
+    let mut jwk = Jwk::from_encoding_key(&key, Algorithm::ES256).map_err(|e| e.to_string())?;
+    let kid = jwk.thumbprint(ThumbprintHash::SHA256).map_err(|e| e.to_string())?;
+    jwk.common.key_id = Some(kid);
+    let mut jwk = serde_json::to_value(&jwk).map_err(|e| e.to_string())?;
+    jwk["use"] = "sig".into();
+    let jwks = serde_json::to_string_pretty(&json!({ "keys": [jwk] })).map_err(|e| e.to_string())?;
+    write_secret(&dir.join(DEV_KEY_FILE), pem("PRIVATE KEY", der).as_bytes())?;
+    write_new(&dir.join("dev-jwks.json"), jwks.as_bytes(), 0o644)
+}
+
+fn pem(label: &str, der: &[u8]) -> String {
+    let b64 = STANDARD.encode(der);
+    let mut out = format!("-----BEGIN {label}-----\n");
+    for line in b64.as_bytes().chunks(64) {
+        out.push_str(std::str::from_utf8(line).expect("base64 is ascii"));
+        out.push('\n');
+    }
+    out.push_str(&format!("-----END {label}-----\n"));
+    out
+}
+
+pub fn dev_token(args: DevTokenArgs) -> ExitCode {
+    match mint(&args) {
+        Ok(t) => {
+            println!("{t}");
+            ExitCode::SUCCESS
+        }
+        Err(e) => super::bad(e),
+    }
+}
+
+fn mint(args: &DevTokenArgs) -> Result<String, String> {
+    let config = Config::load(&args.dir.join("callout.toml")).map_err(|e| e.to_string())?;
+    let issuer = config
+        .issuers
+        .iter()
+        .find(|i| i.name == DEV_ISSUER_NAME && i.key_source() == KeySourceKind::File)
+        .ok_or_else(|| format!("{} has no development issuer; was it made by `bootstrap` without --issuer?", config.path.display()))?;
+    let pem_bytes = std::fs::read(args.dir.join(DEV_KEY_FILE)).map_err(|e| format!("cannot read {DEV_KEY_FILE}: {e}"))?;
+    let key = EncodingKey::from_ec_pem(&pem_bytes).map_err(|e| format!("{DEV_KEY_FILE}: {e}"))?;
+    let jwks_path = config.resolve(issuer.jwks_file.as_deref().unwrap_or(Path::new("dev-jwks.json")));
+    let jwks: Value = serde_json::from_slice(&std::fs::read(&jwks_path).map_err(|e| format!("cannot read {}: {e}", jwks_path.display()))?)
+        .map_err(|e| format!("{}: {e}", jwks_path.display()))?;
+    let kid = jwks["keys"][0]["kid"].as_str().map(str::to_owned);
+
+    let now = now_unix();
+    let mut claims = Map::new();
+    claims.insert("iss".into(), issuer.issuer.clone().into());
+    claims.insert("aud".into(), issuer.audience.to_vec()[0].clone().into());
+    claims.insert("sub".into(), args.sub.clone().into());
+    claims.insert("iat".into(), now.into());
+    claims.insert("exp".into(), (now + args.ttl.as_secs() as i64).into());
+    claims.insert("jti".into(), random_secret().into());
+    if let Some(scope) = &args.scope {
+        claims.insert("scope".into(), scope.clone().into());
+    }
+    for (k, v) in &args.claims {
+        claims.insert(k.clone(), v.clone());
+    }
+    let mut header = Header::new(Algorithm::ES256);
+    header.kid = kid;
+    jsonwebtoken::encode(&header, &Value::Object(claims), &key).map_err(|e| e.to_string())
+}

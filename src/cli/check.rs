@@ -1,0 +1,123 @@
+//! `check`: one decision, printed as JSON, with the exit code saying
+//! allowed (0) or denied (1).
+
+use std::io::Read;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::Args;
+use serde_json::{json, Map, Value};
+
+use crate::authorize::{now_unix, Authorizer, Outcome};
+use crate::policy::{permissions_json, Connection};
+
+#[derive(Args, Debug)]
+#[command(group = clap::ArgGroup::new("input").required(true))]
+pub struct CheckArgs {
+    #[arg(long)]
+    config: PathBuf,
+    /// The token: a JWT, `@path` to read it from a file, or `-` for stdin.
+    #[arg(long, group = "input")]
+    token: Option<String>,
+    /// A JSON file of claims to evaluate without signature validation.
+    #[arg(long, group = "input")]
+    claims: Option<PathBuf>,
+    /// Connection type to assume (nats, websocket, mqtt, leafnode).
+    #[arg(long)]
+    client_type: Option<String>,
+    /// Client address to assume, for rules with `source_cidrs`.
+    #[arg(long)]
+    client_host: Option<String>,
+}
+
+pub fn run(args: CheckArgs) -> ExitCode {
+    let config = match super::load_config(&args.config) {
+        Ok(c) => c,
+        Err(code) => return code,
+    };
+    let authorizer = match Authorizer::from_config(&config) {
+        Ok(a) => a,
+        Err(e) => return super::bad(e),
+    };
+    let conn = Connection {
+        conn_type: args.client_type.as_deref(),
+        host: args.client_host.as_deref(),
+    };
+    let now = now_unix();
+    let outcome = if let Some(path) = &args.claims {
+        let claims = match read_claims(path) {
+            Ok(c) => c,
+            Err(e) => return super::bad(e),
+        };
+        authorizer.decide_claims(claims, &conn, now)
+    } else {
+        let token = match read_token(args.token.as_deref().unwrap_or_default()) {
+            Ok(t) => t,
+            Err(e) => return super::bad(e),
+        };
+        super::runtime().block_on(async {
+            authorizer.issuers().load_all().await;
+            authorizer.decide(&token, &conn, now).await
+        })
+    };
+    println!("{}", decision_json(&outcome));
+    if outcome.result.is_ok() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    }
+}
+
+fn read_claims(path: &PathBuf) -> Result<Map<String, Value>, String> {
+    let text = std::fs::read_to_string(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+    match serde_json::from_str::<Value>(&text) {
+        Ok(Value::Object(m)) => Ok(m),
+        Ok(_) => Err(format!("{}: claims must be a JSON object", path.display())),
+        Err(e) => Err(format!("{}:{}:{}: {e}", path.display(), e.line(), e.column())),
+    }
+}
+
+fn read_token(arg: &str) -> Result<String, String> {
+    let raw = if arg == "-" {
+        let mut s = String::new();
+        std::io::stdin()
+            .read_to_string(&mut s)
+            .map_err(|e| format!("cannot read the token from stdin: {e}"))?;
+        s
+    } else if let Some(path) = arg.strip_prefix('@') {
+        std::fs::read_to_string(path).map_err(|e| format!("cannot read the token from {path}: {e}"))?
+    } else {
+        arg.to_owned()
+    };
+    let token = raw.trim();
+    if token.is_empty() {
+        return Err("the token is empty".into());
+    }
+    Ok(token.to_owned())
+}
+
+/// The JSON that `check` prints (keys may be added, never removed).
+pub fn decision_json(o: &Outcome) -> Value {
+    match &o.result {
+        Ok(a) => json!({
+            "allowed": true,
+            "issuer": o.issuer,
+            "subject": o.subject,
+            "account": a.grant.account,
+            "rules": a.grant.rules,
+            "permissions": permissions_json(&a.grant.permissions),
+            "expires_at": a.expires_at,
+            "error": null,
+        }),
+        Err(reason) => json!({
+            "allowed": false,
+            "issuer": o.issuer,
+            "subject": o.subject,
+            "account": null,
+            "rules": [],
+            "permissions": null,
+            "expires_at": null,
+            "error": reason,
+        }),
+    }
+}

@@ -1,0 +1,309 @@
+//! The identity-provider side: which issuers are trusted, their keys, and
+//! validation of the bearer tokens they sign.
+
+mod jwks;
+
+use std::str::FromStr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use base64::Engine;
+use jsonwebtoken::errors::ErrorKind;
+use jsonwebtoken::{Algorithm, Validation};
+use serde::Deserialize;
+use serde_json::{Map, Value};
+
+pub use jwks::{check_url, JwksError, KeySet, KeySource, KeyStore, NoKey, MAX_DOCUMENT_BYTES};
+
+use crate::config::{Config, IssuerConfig};
+use crate::policy::scopes;
+
+/// Why a token was refused. The text is what operators read in logs and
+/// what `check` prints; it never contains the token.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum TokenError {
+    #[error("no token presented")]
+    Missing,
+    #[error("token is larger than {0} bytes")]
+    TooLarge(usize),
+    #[error("malformed token: {0}")]
+    Malformed(String),
+    #[error("algorithm \"none\" is never accepted")]
+    AlgNone,
+    #[error("algorithm {0:?} is not supported")]
+    UnsupportedAlg(String),
+    #[error("algorithm {alg:?} is not allowed for issuer {issuer:?}")]
+    AlgNotAllowed { alg: String, issuer: String },
+    #[error("token header carries {0:?}, which is never trusted")]
+    ForbiddenHeader(&'static str),
+    #[error("token has no iss claim")]
+    NoIssuer,
+    #[error("unknown issuer {0:?}")]
+    UnknownIssuer(String),
+    #[error("keys unavailable for issuer {0:?}")]
+    KeysUnavailable(String),
+    #[error("no key with kid {kid:?} for issuer {issuer:?}")]
+    UnknownKid { kid: String, issuer: String },
+    #[error("no key of issuer {0:?} fits the token's algorithm")]
+    KeyMismatch(String),
+    #[error("token has no kid and issuer {0:?} has several keys")]
+    AmbiguousKey(String),
+    #[error("bad signature")]
+    BadSignature,
+    #[error("token expired")]
+    Expired,
+    #[error("token not yet valid")]
+    NotYetValid,
+    #[error("audience mismatch")]
+    Audience,
+    #[error("issuer mismatch")]
+    Issuer,
+    #[error("token has no {0} claim")]
+    MissingClaim(String),
+    #[error("claim {0} has an invalid format")]
+    ClaimFormat(String),
+}
+
+/// A token whose signature and registered claims were verified.
+#[derive(Debug, Clone)]
+pub struct VerifiedToken {
+    /// The configured issuer name, which policy rules refer to.
+    pub issuer: String,
+    pub claims: Map<String, Value>,
+    pub scopes: Vec<String>,
+    pub subject: String,
+    pub expires_at: Option<i64>,
+}
+
+pub struct Issuer {
+    pub config: IssuerConfig,
+    pub keys: KeyStore,
+}
+
+/// All configured issuers, looked up by the token's exact `iss`.
+pub struct Issuers {
+    list: Vec<Arc<Issuer>>,
+    max_token_bytes: usize,
+}
+
+#[derive(Deserialize)]
+struct Header {
+    alg: String,
+    kid: Option<String>,
+    jku: Option<Value>,
+    x5u: Option<Value>,
+    jwk: Option<Value>,
+    crit: Option<Value>,
+}
+
+#[derive(Deserialize)]
+struct IssOnly {
+    iss: Option<Value>,
+}
+
+impl Issuers {
+    pub fn new(config: &Config) -> Result<Self, JwksError> {
+        let mut list = Vec::new();
+        for c in &config.issuers {
+            let source = match (&c.jwks_file, &c.jwks_uri) {
+                (Some(f), _) => KeySource::File(config.resolve(f)),
+                (None, Some(u)) => {
+                    check_url(u, c.allow_insecure_http)?;
+                    KeySource::Uri(u.clone())
+                }
+                (None, None) => {
+                    check_url(&c.issuer, c.allow_insecure_http)?;
+                    KeySource::Discovery {
+                        issuer: c.issuer.clone(),
+                    }
+                }
+            };
+            list.push(Arc::new(Issuer {
+                config: c.clone(),
+                keys: KeyStore::new(source, c.jwks_min_refetch.into(), c.allow_insecure_http),
+            }));
+        }
+        Ok(Self {
+            list,
+            max_token_bytes: config.token.max_token_bytes,
+        })
+    }
+
+    pub fn iter(&self) -> impl Iterator<Item = &Arc<Issuer>> {
+        self.list.iter()
+    }
+
+    pub fn names(&self) -> Vec<String> {
+        self.list.iter().map(|i| i.config.name.clone()).collect()
+    }
+
+    pub fn by_name(&self, name: &str) -> Option<&Arc<Issuer>> {
+        self.list.iter().find(|i| i.config.name == name)
+    }
+
+    pub fn by_iss(&self, iss: &str) -> Option<&Arc<Issuer>> {
+        self.list.iter().find(|i| i.config.issuer == iss)
+    }
+
+    /// Loads every issuer's keys once. Failures are returned per issuer and
+    /// do not stop the others: a dead IdP only affects its own tokens.
+    pub async fn load_all(&self) -> Vec<(String, Result<usize, JwksError>)> {
+        let loads = self.list.iter().map(|i| async move {
+            (i.config.name.clone(), i.keys.refresh().await.map(|s| s.len()))
+        });
+        futures::future::join_all(loads).await
+    }
+
+    /// Refreshes each issuer's keys on its own interval, for ever.
+    pub fn spawn_refresh(&self) {
+        for issuer in &self.list {
+            let issuer = issuer.clone();
+            let every: Duration = issuer.config.jwks_refresh.into();
+            tokio::spawn(async move {
+                let mut tick = tokio::time::interval(every);
+                tick.tick().await;
+                loop {
+                    tick.tick().await;
+                    if let Err(e) = issuer.keys.refresh().await {
+                        tracing::warn!(issuer = %issuer.config.name, error = %e,
+                            "JWKS refresh failed; keeping the keys already loaded");
+                    }
+                }
+            });
+        }
+    }
+
+    /// Verifies a bearer token exactly as `serve` does.
+    pub async fn validate(&self, token: &str) -> Result<VerifiedToken, TokenError> {
+        if token.is_empty() {
+            return Err(TokenError::Missing);
+        }
+        if token.len() > self.max_token_bytes {
+            return Err(TokenError::TooLarge(self.max_token_bytes));
+        }
+        let mut parts = token.split('.');
+        let (Some(h), Some(p), Some(_), None) = (parts.next(), parts.next(), parts.next(), parts.next())
+        else {
+            return Err(TokenError::Malformed("expected a JWT with 3 dot-separated parts".into()));
+        };
+        let header: Header = decode_part(h, "header")?;
+        if header.alg.eq_ignore_ascii_case("none") {
+            return Err(TokenError::AlgNone);
+        }
+        for (name, present) in [
+            ("jku", header.jku.is_some()),
+            ("x5u", header.x5u.is_some()),
+            ("jwk", header.jwk.is_some()),
+            ("crit", header.crit.is_some()),
+        ] {
+            if present {
+                return Err(TokenError::ForbiddenHeader(name));
+            }
+        }
+        let alg = Algorithm::from_str(&header.alg)
+            .map_err(|_| TokenError::UnsupportedAlg(truncate(&header.alg)))?;
+
+        let iss = match decode_part::<IssOnly>(p, "payload")?.iss {
+            Some(Value::String(s)) => s,
+            Some(_) => return Err(TokenError::ClaimFormat("iss".into())),
+            None => return Err(TokenError::NoIssuer),
+        };
+        let issuer = self
+            .by_iss(&iss)
+            .ok_or_else(|| TokenError::UnknownIssuer(truncate(&iss)))?;
+        let name = &issuer.config.name;
+        if !issuer.config.algorithms.contains(&alg) {
+            return Err(TokenError::AlgNotAllowed {
+                alg: header.alg,
+                issuer: name.clone(),
+            });
+        }
+
+        let keys = match issuer.keys.current() {
+            Some(k) => k,
+            None => issuer
+                .keys
+                .refetch_for_unknown_kid()
+                .await
+                .ok_or_else(|| TokenError::KeysUnavailable(name.clone()))?,
+        };
+        let kid = header.kid.as_deref();
+        let no_key = |e: NoKey| match e {
+            NoKey::UnknownKid => TokenError::UnknownKid {
+                kid: truncate(kid.unwrap_or_default()),
+                issuer: name.clone(),
+            },
+            NoKey::WrongAlgorithm => TokenError::KeyMismatch(name.clone()),
+            NoKey::Ambiguous => TokenError::AmbiguousKey(name.clone()),
+        };
+        let refreshed;
+        let entry = match keys.select(kid, alg) {
+            Ok(e) => e,
+            Err(NoKey::UnknownKid) => {
+                refreshed = issuer
+                    .keys
+                    .refetch_for_unknown_kid()
+                    .await
+                    .ok_or_else(|| no_key(NoKey::UnknownKid))?;
+                refreshed.select(kid, alg).map_err(no_key)?
+            }
+            Err(e) => return Err(no_key(e)),
+        };
+
+        let mut validation = Validation::new(alg);
+        validation.leeway = Duration::from(issuer.config.leeway).as_secs();
+        validation.set_audience(&issuer.config.audience.to_vec());
+        validation.set_issuer(&[&issuer.config.issuer]);
+        validation.set_required_spec_claims(&["exp", "iss", "aud"]);
+        validation.validate_nbf = true;
+        let data = jsonwebtoken::decode::<Map<String, Value>>(token, &entry.key, &validation)
+            .map_err(|e| map_jwt_error(e.into_kind()))?;
+        let claims = data.claims;
+        Ok(VerifiedToken {
+            issuer: name.clone(),
+            scopes: scopes(&claims, &issuer.config.scope_claim),
+            subject: claims.get("sub").and_then(Value::as_str).unwrap_or_default().to_owned(),
+            expires_at: claims.get("exp").and_then(Value::as_i64),
+            claims,
+        })
+    }
+}
+
+fn decode_part<T: serde::de::DeserializeOwned>(b64: &str, part: &str) -> Result<T, TokenError> {
+    let bytes = URL_SAFE_NO_PAD
+        .decode(b64)
+        .map_err(|_| TokenError::Malformed(format!("{part} is not base64url")))?;
+    serde_json::from_slice(&bytes).map_err(|_| TokenError::Malformed(format!("{part} is not a JSON object")))
+}
+
+/// Attacker-chosen strings are cut short before they reach a log line.
+fn truncate(s: &str) -> String {
+    const MAX: usize = 128;
+    if s.len() <= MAX {
+        return s.to_owned();
+    }
+    let mut end = MAX;
+    while !s.is_char_boundary(end) {
+        end -= 1;
+    }
+    format!("{}…", &s[..end])
+}
+
+fn map_jwt_error(kind: ErrorKind) -> TokenError {
+    match kind {
+        ErrorKind::InvalidSignature => TokenError::BadSignature,
+        ErrorKind::ExpiredSignature => TokenError::Expired,
+        ErrorKind::ImmatureSignature => TokenError::NotYetValid,
+        ErrorKind::InvalidAudience => TokenError::Audience,
+        ErrorKind::InvalidIssuer => TokenError::Issuer,
+        ErrorKind::MissingRequiredClaim(c) => TokenError::MissingClaim(c),
+        ErrorKind::InvalidClaimFormat(c) => TokenError::ClaimFormat(c),
+        ErrorKind::InvalidAlgorithm => TokenError::BadSignature,
+        ErrorKind::Json(_) => TokenError::Malformed("claims are not a valid JSON object".into()),
+        ErrorKind::Base64(_) | ErrorKind::Utf8(_) | ErrorKind::InvalidToken => {
+            TokenError::Malformed("not a valid JWT".into())
+        }
+        other => TokenError::Malformed(format!("{other:?}")),
+    }
+}

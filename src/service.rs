@@ -1,0 +1,227 @@
+//! The service loop: one NATS connection as the callout's auth user, a
+//! queue subscription on `$SYS.REQ.USER.AUTH`, bounded concurrent handling,
+//! policy reload on SIGHUP, drain on SIGINT/SIGTERM.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures::StreamExt;
+use tokio::signal::unix::{signal, SignalKind};
+use tokio::sync::Semaphore;
+use tokio::task::JoinSet;
+
+use crate::authorize::{read_seed, Authorizer, Reply, SetupError};
+use crate::config::Config;
+use crate::protocol::XKEY_HEADER;
+
+/// Subject nats-server publishes authorization requests on.
+pub const AUTH_SUBJECT: &str = "$SYS.REQ.USER.AUTH";
+
+/// Requests handled at once; beyond it requests wait for a slot.
+const MAX_IN_FLIGHT: usize = 512;
+
+/// Answer well inside the server's default 2 s callout timeout: a late
+/// answer is dropped by the server, an early denial at least says why.
+const REQUEST_DEADLINE: Duration = Duration::from_millis(1500);
+
+/// How long a shutdown waits for in-flight requests.
+const DRAIN_TIMEOUT: Duration = Duration::from_secs(5);
+
+#[derive(Debug, thiserror::Error)]
+pub enum ServiceError {
+    #[error(transparent)]
+    Setup(#[from] SetupError),
+    #[error("cannot connect to NATS at {urls}: {reason}")]
+    Connect { urls: String, reason: String },
+    #[error("cannot subscribe to {AUTH_SUBJECT}: {0}")]
+    Subscribe(String),
+    #[error("cannot install signal handlers: {0}")]
+    Signals(std::io::Error),
+}
+
+pub async fn run(config: Config) -> Result<(), ServiceError> {
+    let authorizer = Arc::new(Authorizer::from_config(&config)?);
+    log_startup(&config, &authorizer).await;
+    authorizer.issuers().spawn_refresh();
+
+    let client = connect(&config).await?;
+    let mut requests = client
+        .queue_subscribe(AUTH_SUBJECT, config.nats.queue_group.clone())
+        .await
+        .map_err(|e| ServiceError::Subscribe(e.to_string()))?;
+    client
+        .flush()
+        .await
+        .map_err(|e| ServiceError::Subscribe(e.to_string()))?;
+
+    let mut term = signal(SignalKind::terminate()).map_err(ServiceError::Signals)?;
+    let mut int = signal(SignalKind::interrupt()).map_err(ServiceError::Signals)?;
+    let mut hup = signal(SignalKind::hangup()).map_err(ServiceError::Signals)?;
+    let slots = Arc::new(Semaphore::new(MAX_IN_FLIGHT));
+    let mut tasks = JoinSet::new();
+    tracing::info!(queue_group = %config.nats.queue_group, "ready: listening for authorization requests");
+
+    loop {
+        tokio::select! {
+            msg = requests.next() => {
+                let Some(msg) = msg else {
+                    tracing::error!("subscription closed by the NATS client");
+                    break;
+                };
+                let Some(reply_to) = msg.reply.clone() else {
+                    tracing::warn!("authorization request without a reply subject ignored");
+                    continue;
+                };
+                let permit = slots.clone().acquire_owned().await.expect("semaphore never closed");
+                let authorizer = authorizer.clone();
+                let client = client.clone();
+                tasks.spawn(async move {
+                    let server_xkey = msg
+                        .headers
+                        .as_ref()
+                        .and_then(|h| h.get(XKEY_HEADER))
+                        .map(|v| v.as_str().to_owned());
+                    let reply = match tokio::time::timeout(
+                        REQUEST_DEADLINE,
+                        authorizer.respond(&msg.payload, server_xkey.as_deref()),
+                    )
+                    .await
+                    {
+                        Ok(reply) => reply,
+                        Err(_) => Reply::timed_out(),
+                    };
+                    audit(&reply);
+                    if let Err(e) = client.publish(reply_to, reply.payload.into()).await {
+                        tracing::warn!(error = %e, "could not publish authorization response");
+                    }
+                    drop(permit);
+                });
+            }
+            Some(done) = tasks.join_next(), if !tasks.is_empty() => {
+                if let Err(e) = done {
+                    tracing::error!(error = %e, "authorization task failed; the server will time the client out");
+                }
+            }
+            _ = hup.recv() => reload(&config, &authorizer),
+            _ = term.recv() => { tracing::info!("SIGTERM: draining"); break; }
+            _ = int.recv() => { tracing::info!("SIGINT: draining"); break; }
+        }
+    }
+
+    let _ = requests.unsubscribe().await;
+    let drained = tokio::time::timeout(DRAIN_TIMEOUT, async {
+        while tasks.join_next().await.is_some() {}
+    })
+    .await;
+    if drained.is_err() {
+        tracing::warn!(abandoned = tasks.len(), "drain timed out");
+    }
+    let _ = client.flush().await;
+    tracing::info!("stopped");
+    Ok(())
+}
+
+fn reload(config: &Config, authorizer: &Authorizer) {
+    let path = config.resolve(&config.policy.file);
+    match authorizer.reload_policy(&path) {
+        Ok(p) => tracing::info!(rules = p.rule_count(), "policy reloaded"),
+        Err(e) => tracing::error!(error = %e, "policy reload failed; keeping the previous policy"),
+    }
+}
+
+async fn log_startup(config: &Config, authorizer: &Authorizer) {
+    for (name, result) in authorizer.issuers().load_all().await {
+        match result {
+            Ok(n) => tracing::info!(issuer = %name, keys = n, "issuer keys loaded"),
+            Err(e) => tracing::warn!(issuer = %name, error = %e,
+                "issuer keys unavailable; its tokens are denied until a fetch succeeds"),
+        }
+    }
+    let policy = authorizer.policy();
+    for w in policy.warnings() {
+        tracing::warn!(warning = %w, "policy warning");
+    }
+    tracing::info!(
+        issuer_key = %authorizer.signer_public_key(),
+        xkey = authorizer.xkey_public_key().is_some(),
+        rules = policy.rule_count(),
+        max_ttl = %config.token.max_ttl,
+        "starting (config mode)"
+    );
+}
+
+async fn connect(config: &Config) -> Result<async_nats::Client, ServiceError> {
+    let urls = config.nats_urls();
+    let fail = |reason: String| ServiceError::Connect {
+        urls: urls.join(","),
+        reason,
+    };
+    let n = &config.nats;
+    let mut opts = if let Some(creds) = &n.creds_file {
+        async_nats::ConnectOptions::with_credentials_file(config.resolve(creds))
+            .await
+            .map_err(|e| fail(format!("creds_file: {e}")))?
+    } else if let Some(seed) = &n.nkey_seed_file {
+        async_nats::ConnectOptions::with_nkey(read_seed(&config.resolve(seed))?)
+    } else if let Some(token) = &n.token {
+        async_nats::ConnectOptions::with_token(token.clone())
+    } else if let (Some(user), Some(pw)) = (&n.user, &n.password) {
+        async_nats::ConnectOptions::with_user_and_password(user.clone(), pw.clone())
+    } else if let (Some(user), Some(pw_file)) = (&n.user, &n.password_file) {
+        async_nats::ConnectOptions::with_user_and_password(user.clone(), read_seed(&config.resolve(pw_file))?)
+    } else {
+        async_nats::ConnectOptions::new()
+    };
+    if let Some(tls) = &n.tls {
+        opts = opts.require_tls(true);
+        if let Some(ca) = &tls.ca_file {
+            opts = opts.add_root_certificates(config.resolve(ca));
+        }
+        if let (Some(c), Some(k)) = (&tls.cert_file, &tls.key_file) {
+            opts = opts.add_client_certificate(config.resolve(c), config.resolve(k));
+        }
+    }
+    let opts = opts
+        .name("nats-oidc-callout")
+        .retry_on_initial_connect()
+        .max_reconnects(None)
+        .event_callback(|event| async move {
+            tracing::info!(event = %event, "nats connection event");
+        });
+    let addrs: Vec<async_nats::ServerAddr> = urls
+        .iter()
+        .map(|u| u.parse().map_err(|e| fail(format!("{u}: {e}"))))
+        .collect::<Result<_, _>>()?;
+    opts.connect(addrs).await.map_err(|e| fail(e.to_string()))
+}
+
+/// One line per decision. Never the token.
+fn audit(reply: &Reply) {
+    let o = &reply.outcome;
+    let issuer = o.issuer.as_deref().unwrap_or("");
+    let subject = o.subject.as_deref().unwrap_or("");
+    match &o.result {
+        Ok(a) => tracing::info!(
+            target: "audit",
+            decision = "allow",
+            issuer, subject,
+            client_host = %reply.client_host,
+            client_name = %reply.client_name,
+            server_id = %reply.server_id,
+            rules = %a.grant.rules.join(","),
+            account = %a.grant.account,
+            expires_at = a.expires_at,
+            "authorization decision"
+        ),
+        Err(reason) => tracing::info!(
+            target: "audit",
+            decision = "deny",
+            issuer, subject,
+            client_host = %reply.client_host,
+            client_name = %reply.client_name,
+            server_id = %reply.server_id,
+            reason = %reason,
+            "authorization decision"
+        ),
+    }
+}
