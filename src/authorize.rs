@@ -129,10 +129,12 @@ impl Authorizer {
             None => None,
             Some(p) => {
                 let path = config.resolve(p);
-                Some(XKey::from_seed(&read_seed(&path)?).map_err(|_| SetupError::Key {
-                    path: path.display().to_string(),
-                    reason: "not a curve seed (SX…); create one with `keygen xkey`".into(),
-                })?)
+                Some(
+                    XKey::from_seed(&read_seed(&path)?).map_err(|_| SetupError::Key {
+                        path: path.display().to_string(),
+                        reason: "not a curve seed (SX…); create one with `keygen xkey`".into(),
+                    })?,
+                )
             }
         };
         let issuers = Arc::new(Issuers::new(config)?);
@@ -180,8 +182,16 @@ impl Authorizer {
 
     /// Evaluates the policy on unverified claims (`check --claims`): `iss`
     /// picks the issuer, whose scope claim is then read.
-    pub fn decide_claims(&self, claims: Map<String, Value>, conn: &Connection<'_>, now: i64) -> Outcome {
-        let iss = claims.get("iss").and_then(Value::as_str).unwrap_or_default();
+    pub fn decide_claims(
+        &self,
+        claims: Map<String, Value>,
+        conn: &Connection<'_>,
+        now: i64,
+    ) -> Outcome {
+        let iss = claims
+            .get("iss")
+            .and_then(Value::as_str)
+            .unwrap_or_default();
         let Some(issuer) = self.issuers.by_iss(iss) else {
             return Outcome::denied(if iss.is_empty() {
                 TokenError::NoIssuer
@@ -192,7 +202,11 @@ impl Authorizer {
         let verified = VerifiedToken {
             issuer: issuer.config.name.clone(),
             scopes: scopes(&claims, &issuer.config.scope_claim),
-            subject: claims.get("sub").and_then(Value::as_str).unwrap_or_default().to_owned(),
+            subject: claims
+                .get("sub")
+                .and_then(Value::as_str)
+                .unwrap_or_default()
+                .to_owned(),
             expires_at: claims.get("exp").and_then(Value::as_i64),
             claims,
         };
@@ -227,7 +241,11 @@ impl Authorizer {
     /// The user lives no longer than the grant's ttl, `max_ttl`, and the
     /// token it was minted from.
     fn expiry(&self, grant: &Grant, token_exp: Option<i64>, now: i64) -> i64 {
-        let cap = grant.ttl.min(self.max_ttl).as_secs().min(i64::MAX as u64 / 2) as i64;
+        let cap = grant
+            .ttl
+            .min(self.max_ttl)
+            .as_secs()
+            .min(i64::MAX as u64 / 2) as i64;
         let mut exp = now.saturating_add(cap);
         if let Some(t) = token_exp {
             exp = exp.min(t);
@@ -273,20 +291,32 @@ impl Authorizer {
         };
         let response = match &outcome.result {
             Ok(approval) => self
-                .user_jwt(req, approval, outcome.subject.as_deref().unwrap_or_default(), now)
+                .user_jwt(
+                    req,
+                    approval,
+                    outcome.subject.as_deref().unwrap_or_default(),
+                    now,
+                )
                 .map(AuthorizationResponse::allow),
             Err(reason) => Ok(AuthorizationResponse::deny(reason.clone())),
         };
         let payload = response
             .and_then(|r| self.sign_response(req, r, now))
             .and_then(|jwt| match &reply_key {
-                Some(server) => seal_response(jwt.as_bytes(), self.xkey.as_ref().expect("opened with our xkey"), server)
-                    .map_err(|e| e.to_string()),
+                Some(server) => seal_response(
+                    jwt.as_bytes(),
+                    self.xkey.as_ref().expect("opened with our xkey"),
+                    server,
+                )
+                .map_err(|e| e.to_string()),
                 None => Ok(jwt.into_bytes()),
             });
         let (payload, outcome) = match payload {
             Ok(p) => (p, outcome),
-            Err(e) => (Vec::new(), Outcome::denied(format!("cannot build response: {e}"))),
+            Err(e) => (
+                Vec::new(),
+                Outcome::denied(format!("cannot build response: {e}")),
+            ),
         };
         Reply {
             payload,
@@ -307,7 +337,13 @@ impl Authorizer {
             .find(|t| !t.is_empty())
     }
 
-    fn user_jwt(&self, req: &AuthorizationRequest, approval: &Approval, name: &str, now: i64) -> Result<String, String> {
+    fn user_jwt(
+        &self,
+        req: &AuthorizationRequest,
+        approval: &Approval,
+        name: &str,
+        now: i64,
+    ) -> Result<String, String> {
         let p = &approval.grant.permissions;
         let mut claims = NatsClaims {
             data: ClaimsData {
@@ -323,7 +359,12 @@ impl Authorizer {
         encode(&mut claims, &self.signer).map_err(|e| e.to_string())
     }
 
-    fn sign_response(&self, req: &AuthorizationRequest, resp: AuthorizationResponse, now: i64) -> Result<String, String> {
+    fn sign_response(
+        &self,
+        req: &AuthorizationRequest,
+        resp: AuthorizationResponse,
+        now: i64,
+    ) -> Result<String, String> {
         let mut claims = NatsClaims {
             data: ClaimsData {
                 aud: req.server_id.id.clone(),

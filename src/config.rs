@@ -362,7 +362,10 @@ file = "policy.toml"
 
     #[test]
     fn unknown_key_names_line_and_column() {
-        let src = MINIMAL.replace("audience = \"nats\"", "audience = \"nats\"\naudiance = \"x\"");
+        let src = MINIMAL.replace(
+            "audience = \"nats\"",
+            "audience = \"nats\"\naudiance = \"x\"",
+        );
         let err = Config::parse(Path::new("c.toml"), &src).unwrap_err();
         let text = err.to_string();
         assert!(text.starts_with("c.toml:14:"), "{text}");
@@ -371,7 +374,10 @@ file = "policy.toml"
 
     #[test]
     fn hmac_algorithms_are_refused() {
-        let src = MINIMAL.replace("audience = \"nats\"", "audience = \"nats\"\nalgorithms = [\"HS256\"]");
+        let src = MINIMAL.replace(
+            "audience = \"nats\"",
+            "audience = \"nats\"\nalgorithms = [\"HS256\"]",
+        );
         let err = Config::parse(Path::new("c.toml"), &src).unwrap_err();
         assert!(err.to_string().contains("never accepted"), "{err}");
     }

@@ -168,7 +168,10 @@ async fn connect(config: &Config) -> Result<async_nats::Client, ServiceError> {
     } else if let (Some(user), Some(pw)) = (&n.user, &n.password) {
         async_nats::ConnectOptions::with_user_and_password(user.clone(), pw.clone())
     } else if let (Some(user), Some(pw_file)) = (&n.user, &n.password_file) {
-        async_nats::ConnectOptions::with_user_and_password(user.clone(), read_seed(&config.resolve(pw_file))?)
+        async_nats::ConnectOptions::with_user_and_password(
+            user.clone(),
+            read_seed(&config.resolve(pw_file))?,
+        )
     } else {
         async_nats::ConnectOptions::new()
     };

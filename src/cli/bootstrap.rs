@@ -4,18 +4,15 @@
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
-use aws_lc_rs::signature::{EcdsaKeyPair, ECDSA_P256_SHA256_FIXED_SIGNING};
-use base64::engine::general_purpose::STANDARD;
-use base64::Engine;
 use clap::{Args, ValueEnum};
-use jsonwebtoken::jwk::{Jwk, ThumbprintHash};
-use jsonwebtoken::{Algorithm, EncodingKey, Header};
+use jsonwebtoken::Algorithm;
 use rand::Rng;
-use serde_json::{json, Map, Value};
+use serde_json::{Map, Value};
 
 use super::keygen::{write_new, write_secret};
 use crate::authorize::now_unix;
 use crate::config::{Config, KeySourceKind};
+use crate::issuer::{jwks, LocalKey};
 
 /// Name of the development issuer in a bootstrapped config.
 const DEV_ISSUER_NAME: &str = "dev";
@@ -95,7 +92,8 @@ pub fn run(args: BootstrapArgs) -> ExitCode {
 
 fn is_account_name(a: &str) -> bool {
     !a.is_empty()
-        && a.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
+        && a.chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
         && !["AUTH", "SYS"].contains(&a)
 }
 
@@ -108,15 +106,27 @@ fn write_setup(args: &BootstrapArgs) -> Result<String, String> {
     let dir = &args.dir;
     for f in ["nats-server.conf", "callout.toml", "policy.toml"] {
         if dir.join(f).exists() {
-            return Err(format!("{} already exists; refusing to overwrite it", dir.join(f).display()));
+            return Err(format!(
+                "{} already exists; refusing to overwrite it",
+                dir.join(f).display()
+            ));
         }
     }
     let issuer = nkeys::KeyPair::new_account();
     let xkey = nkeys::XKey::new();
     let password = random_secret();
-    write_secret(&dir.join("keys/issuer.nk"), format!("{}\n", issuer.seed().map_err(|e| e.to_string())?).as_bytes())?;
-    write_secret(&dir.join("keys/xkey.nk"), format!("{}\n", xkey.seed().map_err(|e| e.to_string())?).as_bytes())?;
-    write_secret(&dir.join("keys/auth.password"), format!("{password}\n").as_bytes())?;
+    write_secret(
+        &dir.join("keys/issuer.nk"),
+        format!("{}\n", issuer.seed().map_err(|e| e.to_string())?).as_bytes(),
+    )?;
+    write_secret(
+        &dir.join("keys/xkey.nk"),
+        format!("{}\n", xkey.seed().map_err(|e| e.to_string())?).as_bytes(),
+    )?;
+    write_secret(
+        &dir.join("keys/auth.password"),
+        format!("{password}\n").as_bytes(),
+    )?;
 
     let (issuer_block, rule_issuer) = match (&args.issuer, &args.audience) {
         (Some(url), Some(aud)) => (
@@ -138,7 +148,11 @@ fn write_setup(args: &BootstrapArgs) -> Result<String, String> {
         }
     };
 
-    let accounts: String = args.accounts.iter().map(|a| format!("  {a} {{}}\n")).collect();
+    let accounts: String = args
+        .accounts
+        .iter()
+        .map(|a| format!("  {a} {{}}\n"))
+        .collect();
     let server_conf = format!(
         "# Written by nats-oidc-callout bootstrap: a local nats-server that delegates\n\
          # every client authentication to the callout service.\n\
@@ -190,29 +204,10 @@ fn write_setup(args: &BootstrapArgs) -> Result<String, String> {
 
 /// Creates the development issuer: an ES256 key and its public JWKS.
 fn write_dev_issuer(dir: &Path) -> Result<(), String> {
-    let pair = EcdsaKeyPair::generate(&ECDSA_P256_SHA256_FIXED_SIGNING).map_err(|_| "key generation failed")?;
-    let der = pair.to_pkcs8v1().map_err(|_| "key export failed")?;
-    let der = der.as_ref();
-    let key = EncodingKey::from_ec_der(der);
-    let mut jwk = Jwk::from_encoding_key(&key, Algorithm::ES256).map_err(|e| e.to_string())?;
-    let kid = jwk.thumbprint(ThumbprintHash::SHA256).map_err(|e| e.to_string())?;
-    jwk.common.key_id = Some(kid);
-    let mut jwk = serde_json::to_value(&jwk).map_err(|e| e.to_string())?;
-    jwk["use"] = "sig".into();
-    let jwks = serde_json::to_string_pretty(&json!({ "keys": [jwk] })).map_err(|e| e.to_string())?;
-    write_secret(&dir.join(DEV_KEY_FILE), pem("PRIVATE KEY", der).as_bytes())?;
+    let key = LocalKey::generate_es256().map_err(|e| e.to_string())?;
+    let jwks = serde_json::to_string_pretty(&jwks(&[&key])).map_err(|e| e.to_string())?;
+    write_secret(&dir.join(DEV_KEY_FILE), key.pem().as_bytes())?;
     write_new(&dir.join("dev-jwks.json"), jwks.as_bytes(), 0o644)
-}
-
-fn pem(label: &str, der: &[u8]) -> String {
-    let b64 = STANDARD.encode(der);
-    let mut out = format!("-----BEGIN {label}-----\n");
-    for line in b64.as_bytes().chunks(64) {
-        out.push_str(std::str::from_utf8(line).expect("base64 is ascii"));
-        out.push('\n');
-    }
-    out.push_str(&format!("-----END {label}-----\n"));
-    out
 }
 
 pub fn dev_token(args: DevTokenArgs) -> ExitCode {
@@ -231,13 +226,16 @@ fn mint(args: &DevTokenArgs) -> Result<String, String> {
         .issuers
         .iter()
         .find(|i| i.name == DEV_ISSUER_NAME && i.key_source() == KeySourceKind::File)
-        .ok_or_else(|| format!("{} has no development issuer; was it made by `bootstrap` without --issuer?", config.path.display()))?;
-    let pem_bytes = std::fs::read(args.dir.join(DEV_KEY_FILE)).map_err(|e| format!("cannot read {DEV_KEY_FILE}: {e}"))?;
-    let key = EncodingKey::from_ec_pem(&pem_bytes).map_err(|e| format!("{DEV_KEY_FILE}: {e}"))?;
-    let jwks_path = config.resolve(issuer.jwks_file.as_deref().unwrap_or(Path::new("dev-jwks.json")));
-    let jwks: Value = serde_json::from_slice(&std::fs::read(&jwks_path).map_err(|e| format!("cannot read {}: {e}", jwks_path.display()))?)
-        .map_err(|e| format!("{}: {e}", jwks_path.display()))?;
-    let kid = jwks["keys"][0]["kid"].as_str().map(str::to_owned);
+        .ok_or_else(|| {
+            format!(
+                "{} has no development issuer; was it made by `bootstrap` without --issuer?",
+                config.path.display()
+            )
+        })?;
+    let pem = std::fs::read_to_string(args.dir.join(DEV_KEY_FILE))
+        .map_err(|e| format!("cannot read {DEV_KEY_FILE}: {e}"))?;
+    let key =
+        LocalKey::from_pem(Algorithm::ES256, &pem).map_err(|e| format!("{DEV_KEY_FILE}: {e}"))?;
 
     let now = now_unix();
     let mut claims = Map::new();
@@ -253,7 +251,5 @@ fn mint(args: &DevTokenArgs) -> Result<String, String> {
     for (k, v) in &args.claims {
         claims.insert(k.clone(), v.clone());
     }
-    let mut header = Header::new(Algorithm::ES256);
-    header.kid = kid;
-    jsonwebtoken::encode(&header, &Value::Object(claims), &key).map_err(|e| e.to_string())
+    Ok(key.sign(&Value::Object(claims)))
 }

@@ -69,11 +69,17 @@ pub fn run(args: CheckArgs) -> ExitCode {
 }
 
 fn read_claims(path: &PathBuf) -> Result<Map<String, Value>, String> {
-    let text = std::fs::read_to_string(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
     match serde_json::from_str::<Value>(&text) {
         Ok(Value::Object(m)) => Ok(m),
         Ok(_) => Err(format!("{}: claims must be a JSON object", path.display())),
-        Err(e) => Err(format!("{}:{}:{}: {e}", path.display(), e.line(), e.column())),
+        Err(e) => Err(format!(
+            "{}:{}:{}: {e}",
+            path.display(),
+            e.line(),
+            e.column()
+        )),
     }
 }
 
@@ -85,7 +91,8 @@ fn read_token(arg: &str) -> Result<String, String> {
             .map_err(|e| format!("cannot read the token from stdin: {e}"))?;
         s
     } else if let Some(path) = arg.strip_prefix('@') {
-        std::fs::read_to_string(path).map_err(|e| format!("cannot read the token from {path}: {e}"))?
+        std::fs::read_to_string(path)
+            .map_err(|e| format!("cannot read the token from {path}: {e}"))?
     } else {
         arg.to_owned()
     };

@@ -44,7 +44,8 @@ pub fn write_secret(path: &Path, contents: &[u8]) -> Result<(), String> {
 /// Creates `path` with `mode`; refuses to overwrite an existing file.
 pub fn write_new(path: &Path, contents: &[u8], mode: u32) -> Result<(), String> {
     if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
-        std::fs::create_dir_all(parent).map_err(|e| format!("cannot create {}: {e}", parent.display()))?;
+        std::fs::create_dir_all(parent)
+            .map_err(|e| format!("cannot create {}: {e}", parent.display()))?;
     }
     let mut file = std::fs::OpenOptions::new()
         .write(true)
@@ -52,7 +53,10 @@ pub fn write_new(path: &Path, contents: &[u8], mode: u32) -> Result<(), String> 
         .mode(mode)
         .open(path)
         .map_err(|e| match e.kind() {
-            std::io::ErrorKind::AlreadyExists => format!("{} already exists; refusing to overwrite it", path.display()),
+            std::io::ErrorKind::AlreadyExists => format!(
+                "{} already exists; refusing to overwrite it",
+                path.display()
+            ),
             _ => format!("cannot create {}: {e}", path.display()),
         })?;
     file.write_all(contents)

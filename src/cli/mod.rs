@@ -14,7 +14,11 @@ use crate::authorize::{read_seed, Authorizer};
 use crate::config::Config;
 
 #[derive(Parser, Debug)]
-#[command(name = "nats-oidc-callout", version, about = "NATS auth callout for OAuth/OIDC bearer tokens")]
+#[command(
+    name = "nats-oidc-callout",
+    version,
+    about = "NATS auth callout for OAuth/OIDC bearer tokens"
+)]
 pub struct Cli {
     /// Log format on stderr.
     #[arg(long, global = true, value_enum, default_value_t = LogFormat::Human)]
@@ -69,7 +73,9 @@ pub fn main() -> ExitCode {
         Err(e) => {
             let _ = e.print();
             return match e.kind() {
-                clap::error::ErrorKind::DisplayHelp | clap::error::ErrorKind::DisplayVersion => ExitCode::SUCCESS,
+                clap::error::ErrorKind::DisplayHelp | clap::error::ErrorKind::DisplayVersion => {
+                    ExitCode::SUCCESS
+                }
                 _ => ExitCode::from(2),
             };
         }
@@ -89,7 +95,9 @@ pub fn main() -> ExitCode {
 fn init_logging(format: LogFormat) {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr)
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()));
     match format {
         LogFormat::Human => builder.init(),
@@ -160,12 +168,18 @@ fn server_config(path: &Path) -> ExitCode {
     };
     let xkey = match &config.signing.xkey_seed_file {
         None => None,
-        Some(p) => match read_seed(&config.resolve(p)).ok().and_then(|s| nkeys::XKey::from_seed(&s).ok()) {
+        Some(p) => match read_seed(&config.resolve(p))
+            .ok()
+            .and_then(|s| nkeys::XKey::from_seed(&s).ok())
+        {
             Some(x) => Some(x.public_key()),
             None => return bad("signing.xkey_seed_file does not hold a curve seed"),
         },
     };
-    print!("{}", render_server_config(&config, &issuer, xkey.as_deref()));
+    print!(
+        "{}",
+        render_server_config(&config, &issuer, xkey.as_deref())
+    );
     ExitCode::SUCCESS
 }
 

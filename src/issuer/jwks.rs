@@ -72,14 +72,21 @@ impl KeyEntry {
 
     fn from_json(v: &Value) -> Option<KeyEntry> {
         let obj = v.as_object()?;
-        if obj.get("use").and_then(Value::as_str).is_some_and(|u| u != "sig") {
+        if obj
+            .get("use")
+            .and_then(Value::as_str)
+            .is_some_and(|u| u != "sig")
+        {
             return None;
         }
         let alg = match obj.get("alg") {
             None => None,
             Some(a) => Some(Algorithm::from_str(a.as_str()?).ok()?),
         };
-        let kind = match (obj.get("kty")?.as_str()?, obj.get("crv").and_then(Value::as_str)) {
+        let kind = match (
+            obj.get("kty")?.as_str()?,
+            obj.get("crv").and_then(Value::as_str),
+        ) {
             ("RSA", _) => KeyKind::Rsa,
             ("EC", Some("P-256")) => KeyKind::P256,
             ("EC", Some("P-384")) => KeyKind::P384,
@@ -144,11 +151,17 @@ impl KeySet {
     pub fn select(&self, kid: Option<&str>, alg: Algorithm) -> Result<&KeyEntry, NoKey> {
         match kid {
             Some(kid) => {
-                let mut same_kid = self.keys.iter().filter(|k| k.kid.as_deref() == Some(kid)).peekable();
+                let mut same_kid = self
+                    .keys
+                    .iter()
+                    .filter(|k| k.kid.as_deref() == Some(kid))
+                    .peekable();
                 if same_kid.peek().is_none() {
                     return Err(NoKey::UnknownKid);
                 }
-                same_kid.find(|k| k.usable_for(alg)).ok_or(NoKey::WrongAlgorithm)
+                same_kid
+                    .find(|k| k.usable_for(alg))
+                    .ok_or(NoKey::WrongAlgorithm)
             }
             None => {
                 let mut usable = self.keys.iter().filter(|k| k.usable_for(alg));
@@ -167,7 +180,9 @@ impl KeySet {
 pub enum KeySource {
     File(PathBuf),
     /// `discovery` is the issuer URL; its jwks_uri is looked up first.
-    Discovery { issuer: String },
+    Discovery {
+        issuer: String,
+    },
     Uri(String),
 }
 
@@ -261,14 +276,20 @@ impl KeyStore {
             }
             KeySource::Uri(uri) => KeySet::parse(&self.get(uri).await?),
             KeySource::Discovery { issuer } => {
-                let url = format!("{}/.well-known/openid-configuration", issuer.trim_end_matches('/'));
+                let url = format!(
+                    "{}/.well-known/openid-configuration",
+                    issuer.trim_end_matches('/')
+                );
                 let doc: Value = serde_json::from_slice(&self.get(&url).await?).map_err(|e| {
                     JwksError::Fetch {
                         url: url.clone(),
                         reason: format!("not JSON: {e}"),
                     }
                 })?;
-                let found = doc.get("issuer").and_then(Value::as_str).unwrap_or_default();
+                let found = doc
+                    .get("issuer")
+                    .and_then(Value::as_str)
+                    .unwrap_or_default();
                 if found != issuer {
                     return Err(JwksError::IssuerMismatch {
                         url,
@@ -293,14 +314,21 @@ impl KeyStore {
             url: url.to_owned(),
             reason,
         };
-        let mut resp = self.http.get(url).send().await.map_err(|e| fail(e.to_string()))?;
+        let mut resp = self
+            .http
+            .get(url)
+            .send()
+            .await
+            .map_err(|e| fail(e.to_string()))?;
         if !resp.status().is_success() {
             return Err(fail(format!("HTTP {}", resp.status())));
         }
         let mut body = Vec::new();
         while let Some(chunk) = resp.chunk().await.map_err(|e| fail(e.to_string()))? {
             if body.len() + chunk.len() > MAX_DOCUMENT_BYTES {
-                return Err(fail(format!("document larger than {MAX_DOCUMENT_BYTES} bytes")));
+                return Err(fail(format!(
+                    "document larger than {MAX_DOCUMENT_BYTES} bytes"
+                )));
             }
             body.extend_from_slice(&chunk);
         }
@@ -348,32 +376,65 @@ mod tests {
     #[test]
     fn selects_by_kid_and_checks_algorithm_fit() {
         let s = set(vec![rsa("a", Some("RS256")), rsa("b", None)]);
-        assert_eq!(s.select(Some("a"), Algorithm::RS256).unwrap().kid.as_deref(), Some("a"));
-        assert_eq!(s.select(Some("a"), Algorithm::PS256).err(), Some(NoKey::WrongAlgorithm));
+        assert_eq!(
+            s.select(Some("a"), Algorithm::RS256)
+                .unwrap()
+                .kid
+                .as_deref(),
+            Some("a")
+        );
+        assert_eq!(
+            s.select(Some("a"), Algorithm::PS256).err(),
+            Some(NoKey::WrongAlgorithm)
+        );
         assert!(s.select(Some("b"), Algorithm::PS256).is_ok());
-        assert_eq!(s.select(Some("b"), Algorithm::ES256).err(), Some(NoKey::WrongAlgorithm));
-        assert_eq!(s.select(Some("c"), Algorithm::RS256).err(), Some(NoKey::UnknownKid));
-        assert_eq!(s.select(None, Algorithm::RS256).err(), Some(NoKey::Ambiguous));
+        assert_eq!(
+            s.select(Some("b"), Algorithm::ES256).err(),
+            Some(NoKey::WrongAlgorithm)
+        );
+        assert_eq!(
+            s.select(Some("c"), Algorithm::RS256).err(),
+            Some(NoKey::UnknownKid)
+        );
+        assert_eq!(
+            s.select(None, Algorithm::RS256).err(),
+            Some(NoKey::Ambiguous)
+        );
     }
 
     #[test]
     fn no_kid_is_fine_with_exactly_one_usable_key() {
         let s = set(vec![rsa("only", None)]);
         assert!(s.select(None, Algorithm::RS256).is_ok());
-        assert_eq!(s.select(None, Algorithm::ES256).err(), Some(NoKey::WrongAlgorithm));
+        assert_eq!(
+            s.select(None, Algorithm::ES256).err(),
+            Some(NoKey::WrongAlgorithm)
+        );
     }
 
     #[test]
     fn unusable_keys_are_skipped_and_empty_sets_refused() {
-        let enc = serde_json::json!({"kty": "RSA", "kid": "e", "use": "enc", "n": RSA_N, "e": "AQAB"});
+        let enc =
+            serde_json::json!({"kty": "RSA", "kid": "e", "use": "enc", "n": RSA_N, "e": "AQAB"});
         let hmac = serde_json::json!({"kty": "oct", "kid": "h", "k": "c2VjcmV0"});
         let odd_alg = rsa("x", Some("RSA-OAEP"));
-        let s = set(vec![enc.clone(), hmac.clone(), odd_alg.clone(), rsa("ok", None)]);
+        let s = set(vec![
+            enc.clone(),
+            hmac.clone(),
+            odd_alg.clone(),
+            rsa("ok", None),
+        ]);
         assert_eq!(s.len(), 1);
         let only_bad = serde_json::json!({ "keys": [enc, hmac, odd_alg] }).to_string();
-        assert_eq!(KeySet::parse(only_bad.as_bytes()).err(), Some(JwksError::Empty));
+        assert_eq!(
+            KeySet::parse(only_bad.as_bytes()).err(),
+            Some(JwksError::Empty)
+        );
         assert!(matches!(KeySet::parse(b"{}"), Err(JwksError::Malformed(_))));
-        assert!(matches!(KeySet::parse(b"not json"), Err(JwksError::Malformed(_))));
+        assert!(matches!(
+            KeySet::parse(b"not json"),
+            Err(JwksError::Malformed(_))
+        ));
     }
 
     #[test]

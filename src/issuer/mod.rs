@@ -2,6 +2,7 @@
 //! validation of the bearer tokens they sign.
 
 mod jwks;
+mod local;
 
 use std::str::FromStr;
 use std::sync::Arc;
@@ -15,6 +16,7 @@ use serde::Deserialize;
 use serde_json::{Map, Value};
 
 pub use jwks::{check_url, JwksError, KeySet, KeySource, KeyStore, NoKey, MAX_DOCUMENT_BYTES};
+pub use local::{jwks, LocalKey, LocalKeyError};
 
 use crate::config::{Config, IssuerConfig};
 use crate::policy::scopes;
@@ -97,9 +99,14 @@ struct Header {
     crit: Option<Value>,
 }
 
+/// The claims read before the signature is checked: which issuer, and
+/// whether the time claims have a shape a verifier can compare.
 #[derive(Deserialize)]
-struct IssOnly {
+struct Peek {
     iss: Option<Value>,
+    exp: Option<Value>,
+    nbf: Option<Value>,
+    iat: Option<Value>,
 }
 
 impl Issuers {
@@ -150,7 +157,10 @@ impl Issuers {
     /// do not stop the others: a dead IdP only affects its own tokens.
     pub async fn load_all(&self) -> Vec<(String, Result<usize, JwksError>)> {
         let loads = self.list.iter().map(|i| async move {
-            (i.config.name.clone(), i.keys.refresh().await.map(|s| s.len()))
+            (
+                i.config.name.clone(),
+                i.keys.refresh().await.map(|s| s.len()),
+            )
         });
         futures::future::join_all(loads).await
     }
@@ -183,9 +193,12 @@ impl Issuers {
             return Err(TokenError::TooLarge(self.max_token_bytes));
         }
         let mut parts = token.split('.');
-        let (Some(h), Some(p), Some(_), None) = (parts.next(), parts.next(), parts.next(), parts.next())
+        let (Some(h), Some(p), Some(_), None) =
+            (parts.next(), parts.next(), parts.next(), parts.next())
         else {
-            return Err(TokenError::Malformed("expected a JWT with 3 dot-separated parts".into()));
+            return Err(TokenError::Malformed(
+                "expected a JWT with 3 dot-separated parts".into(),
+            ));
         };
         let header: Header = decode_part(h, "header")?;
         if header.alg.eq_ignore_ascii_case("none") {
@@ -204,7 +217,13 @@ impl Issuers {
         let alg = Algorithm::from_str(&header.alg)
             .map_err(|_| TokenError::UnsupportedAlg(truncate(&header.alg)))?;
 
-        let iss = match decode_part::<IssOnly>(p, "payload")?.iss {
+        let peek: Peek = decode_part(p, "payload")?;
+        for (name, v) in [("exp", &peek.exp), ("nbf", &peek.nbf), ("iat", &peek.iat)] {
+            if v.as_ref().is_some_and(|v| !v.is_number()) {
+                return Err(TokenError::ClaimFormat(name.into()));
+            }
+        }
+        let iss = match peek.iss {
             Some(Value::String(s)) => s,
             Some(_) => return Err(TokenError::ClaimFormat("iss".into())),
             None => return Err(TokenError::NoIssuer),
@@ -263,7 +282,11 @@ impl Issuers {
         Ok(VerifiedToken {
             issuer: name.clone(),
             scopes: scopes(&claims, &issuer.config.scope_claim),
-            subject: claims.get("sub").and_then(Value::as_str).unwrap_or_default().to_owned(),
+            subject: claims
+                .get("sub")
+                .and_then(Value::as_str)
+                .unwrap_or_default()
+                .to_owned(),
             expires_at: claims.get("exp").and_then(Value::as_i64),
             claims,
         })
@@ -274,7 +297,8 @@ fn decode_part<T: serde::de::DeserializeOwned>(b64: &str, part: &str) -> Result<
     let bytes = URL_SAFE_NO_PAD
         .decode(b64)
         .map_err(|_| TokenError::Malformed(format!("{part} is not base64url")))?;
-    serde_json::from_slice(&bytes).map_err(|_| TokenError::Malformed(format!("{part} is not a JSON object")))
+    serde_json::from_slice(&bytes)
+        .map_err(|_| TokenError::Malformed(format!("{part} is not a JSON object")))
 }
 
 /// Attacker-chosen strings are cut short before they reach a log line.
@@ -307,3 +331,6 @@ fn map_jwt_error(kind: ErrorKind) -> TokenError {
         other => TokenError::Malformed(format!("{other:?}")),
     }
 }
+
+#[cfg(test)]
+mod tests;

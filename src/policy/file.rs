@@ -151,11 +151,16 @@ pub(super) fn compile(
         }
         let resp = body.resp.as_ref().map(|r| ResponsePermission {
             max: r.max,
-            ttl: r.ttl.map_or(0, |d| d.0.as_nanos().min(i64::MAX as u128) as i64),
+            ttl: r
+                .ttl
+                .map_or(0, |d| d.0.as_nanos().min(i64::MAX as u128) as i64),
         });
         if let Some(r) = &resp {
             if r.max < 1 {
-                c.error(set, format!("permission set {name:?}: resp.max must be at least 1"));
+                c.error(
+                    set,
+                    format!("permission set {name:?}: resp.max must be at least 1"),
+                );
             }
         }
         let subscribe = TemplatePermission {
@@ -220,10 +225,7 @@ pub(super) fn compile(
         } else if default_account.is_none() {
             c.error(
                 spanned,
-                format!(
-                    "rule {:?} has no account and [defaults] sets none",
-                    r.name
-                ),
+                format!("rule {:?} has no account and [defaults] sets none", r.name),
             );
         }
         for t in &r.connection_types {
@@ -242,7 +244,10 @@ pub(super) fn compile(
         for s in &r.source_cidrs {
             match s.get_ref().parse::<ipnet::IpNet>() {
                 Ok(n) => cidrs.push(n),
-                Err(_) => c.error(s, format!("{:?} is not a CIDR (e.g. 10.0.0.0/8)", s.get_ref())),
+                Err(_) => c.error(
+                    s,
+                    format!("{:?} is not a CIDR (e.g. 10.0.0.0/8)", s.get_ref()),
+                ),
             }
         }
         let mut claims = Vec::new();
@@ -254,7 +259,10 @@ pub(super) fn compile(
             if list.is_empty() {
                 c.error(
                     patterns,
-                    format!("rule {:?}: claim {name:?} lists no values, so the rule can never match", r.name),
+                    format!(
+                        "rule {:?}: claim {name:?} lists no values, so the rule can never match",
+                        r.name
+                    ),
                 );
             }
             claims.push((name.clone(), list));
@@ -270,13 +278,19 @@ pub(super) fn compile(
             grant: r.grant.iter().map(|g| g.get_ref().clone()).collect(),
             account: r.account.as_ref().map(|a| a.get_ref().clone()),
             ttl: r.ttl.map(Duration::from),
-            connection_types: r.connection_types.iter().map(|t| t.get_ref().clone()).collect(),
+            connection_types: r
+                .connection_types
+                .iter()
+                .map(|t| t.get_ref().clone())
+                .collect(),
             source_cidrs: cidrs,
         });
     }
     if rules.is_empty() {
-        c.warnings
-            .push(format!("{}: the policy has no rules, so every token is denied", path.display()));
+        c.warnings.push(format!(
+            "{}: the policy has no rules, so every token is denied",
+            path.display()
+        ));
     }
 
     if !c.errors.is_empty() {
@@ -295,6 +309,9 @@ pub(super) fn compile(
 fn check_account(c: &mut Compiler, account: &Spanned<String>) {
     let a = account.get_ref();
     if a.is_empty() || a.chars().any(|ch| ch.is_whitespace() || ch.is_control()) {
-        c.error(account, format!("account {a:?} is not a valid account name"));
+        c.error(
+            account,
+            format!("account {a:?} is not a valid account name"),
+        );
     }
 }

@@ -142,7 +142,11 @@ impl Policy {
         Self::parse(path, &source, issuers)
     }
 
-    pub fn parse(path: &Path, source: &str, issuers: Option<&[String]>) -> Result<Self, PolicyError> {
+    pub fn parse(
+        path: &Path,
+        source: &str,
+        issuers: Option<&[String]>,
+    ) -> Result<Self, PolicyError> {
         file::compile(path, source, issuers).map_err(PolicyError::Invalid)
     }
 
@@ -188,7 +192,9 @@ impl Policy {
                 render_into(&mut permissions.publish, &set.publish, who.claims)?;
                 render_into(&mut permissions.subscribe, &set.subscribe, who.claims)?;
                 if let Some(r) = set.resp {
-                    let merged = permissions.resp.get_or_insert(ResponsePermission { max: 0, ttl: 0 });
+                    let merged = permissions
+                        .resp
+                        .get_or_insert(ResponsePermission { max: 0, ttl: 0 });
                     merged.max = merged.max.max(r.max);
                     merged.ttl = merged.ttl.max(r.ttl);
                 }
@@ -208,7 +214,10 @@ fn render_into(
     templates: &TemplatePermission,
     claims: &Map<String, Value>,
 ) -> Result<(), InterpolationError> {
-    for (dest, src) in [(&mut out.allow, &templates.allow), (&mut out.deny, &templates.deny)] {
+    for (dest, src) in [
+        (&mut out.allow, &templates.allow),
+        (&mut out.deny, &templates.deny),
+    ] {
         for t in src {
             let subject = t.render(claims)?;
             if !dest.contains(&subject) {

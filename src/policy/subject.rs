@@ -49,7 +49,9 @@ impl SubjectTemplate {
                 format!("placeholder {{{inner}}} in {source:?} must be {{claim.NAME}}")
             })?;
             if name.is_empty() || name.contains(['{', '}']) {
-                return Err(format!("placeholder {{{inner}}} in {source:?} names no claim"));
+                return Err(format!(
+                    "placeholder {{{inner}}} in {source:?} names no claim"
+                ));
             }
             pieces.push(Piece::Claim(name.to_owned()));
             rest = &after[close + 1..];
@@ -104,9 +106,13 @@ impl SubjectTemplate {
     }
 
     /// Fills every placeholder from the token's claims.
-    pub fn render(&self, claims: &serde_json::Map<String, Value>) -> Result<String, InterpolationError> {
+    pub fn render(
+        &self,
+        claims: &serde_json::Map<String, Value>,
+    ) -> Result<String, InterpolationError> {
         self.render_with(|name| {
-            let value = lookup(claims, name).ok_or_else(|| InterpolationError::Missing(name.to_owned()))?;
+            let value =
+                lookup(claims, name).ok_or_else(|| InterpolationError::Missing(name.to_owned()))?;
             let text = match value {
                 Value::String(s) => s.clone(),
                 Value::Number(n) if n.is_i64() || n.is_u64() => n.to_string(),
@@ -164,7 +170,9 @@ pub fn validate_subject(subject: &str) -> Result<(), String> {
             return Err("'>' may only be the last token".into());
         }
         if t.len() > 1 && t.contains(['*', '>']) {
-            return Err(format!("wildcard inside token {t:?}; wildcards must be whole tokens"));
+            return Err(format!(
+                "wildcard inside token {t:?}; wildcards must be whole tokens"
+            ));
         }
     }
     Ok(())

@@ -39,7 +39,12 @@ fn policy(src: &str) -> Policy {
     Policy::parse(Path::new("p.toml"), src, None).unwrap()
 }
 
-fn eval(p: &Policy, issuer: &str, claims: serde_json::Value, scopes: &[&str]) -> Result<Grant, Denial> {
+fn eval(
+    p: &Policy,
+    issuer: &str,
+    claims: serde_json::Value,
+    scopes: &[&str],
+) -> Result<Grant, Denial> {
     let claims = claims.as_object().unwrap().clone();
     let scopes: Vec<String> = scopes.iter().map(|s| s.to_string()).collect();
     p.evaluate(
@@ -54,20 +59,41 @@ fn eval(p: &Policy, issuer: &str, claims: serde_json::Value, scopes: &[&str]) ->
 
 #[test]
 fn spec_example_grants_union_of_sets() {
-    let g = eval(&policy(SPEC_POLICY), "corp", json!({"sub": "svc-42"}), &["nats:metrics", "x"]).unwrap();
+    let g = eval(
+        &policy(SPEC_POLICY),
+        "corp",
+        json!({"sub": "svc-42"}),
+        &["nats:metrics", "x"],
+    )
+    .unwrap();
     assert_eq!(g.account, "APP");
     assert_eq!(g.rules, vec!["metrics-readers"]);
     assert_eq!(g.permissions.publish.allow, vec!["svc.svc-42.>"]);
-    assert_eq!(g.permissions.subscribe.allow, vec!["metrics.>", "svc.svc-42.>", "_INBOX.>"]);
-    assert_eq!(g.permissions.resp, Some(ResponsePermission { max: 1, ttl: 5_000_000_000 }));
+    assert_eq!(
+        g.permissions.subscribe.allow,
+        vec!["metrics.>", "svc.svc-42.>", "_INBOX.>"]
+    );
+    assert_eq!(
+        g.permissions.resp,
+        Some(ResponsePermission {
+            max: 1,
+            ttl: 5_000_000_000
+        })
+    );
     assert_eq!(g.ttl, Duration::from_secs(900));
 }
 
 #[test]
 fn missing_scope_or_wrong_issuer_denies() {
     let p = policy(SPEC_POLICY);
-    assert_eq!(eval(&p, "corp", json!({"sub": "a"}), &["other"]), Err(Denial::NoRule));
-    assert_eq!(eval(&p, "other", json!({"sub": "a"}), &["nats:metrics"]), Err(Denial::NoRule));
+    assert_eq!(
+        eval(&p, "corp", json!({"sub": "a"}), &["other"]),
+        Err(Denial::NoRule)
+    );
+    assert_eq!(
+        eval(&p, "other", json!({"sub": "a"}), &["nats:metrics"]),
+        Err(Denial::NoRule)
+    );
 }
 
 #[test]
@@ -89,7 +115,9 @@ fn interpolated_wildcard_claim_denies() {
     for sub in ["x.>", "*", ">", "a.b"] {
         assert_eq!(
             eval(&p, "corp", json!({ "sub": sub }), &["nats:metrics"]),
-            Err(Denial::Interpolation(InterpolationError::NotAToken("sub".into())))
+            Err(Denial::Interpolation(InterpolationError::NotAToken(
+                "sub".into()
+            )))
         );
     }
 }
@@ -125,8 +153,17 @@ claims = { "realm_access.roles" = ["admin", "ops"] }
 grant = ["admin"]
 "#;
     let p = policy(src);
-    assert!(eval(&p, "k", json!({"realm_access": {"roles": ["user", "ops"]}}), &[]).is_ok());
-    assert_eq!(eval(&p, "k", json!({"realm_access": {"roles": ["user"]}}), &[]), Err(Denial::NoRule));
+    assert!(eval(
+        &p,
+        "k",
+        json!({"realm_access": {"roles": ["user", "ops"]}}),
+        &[]
+    )
+    .is_ok());
+    assert_eq!(
+        eval(&p, "k", json!({"realm_access": {"roles": ["user"]}}), &[]),
+        Err(Denial::NoRule)
+    );
     assert_eq!(eval(&p, "k", json!({}), &[]), Err(Denial::NoRule));
 }
 
@@ -145,8 +182,15 @@ grant = ["p"]
 "#;
     let p = policy(src);
     let claims = json!({}).as_object().unwrap().clone();
-    let who = Identity { issuer: "i", claims: &claims, scopes: &[] };
-    let conn = |t, h| Connection { conn_type: Some(t), host: Some(h) };
+    let who = Identity {
+        issuer: "i",
+        claims: &claims,
+        scopes: &[],
+    };
+    let conn = |t, h| Connection {
+        conn_type: Some(t),
+        host: Some(h),
+    };
     assert!(p.evaluate(&who, &conn("websocket", "10.1.2.3")).is_ok());
     assert!(p.evaluate(&who, &conn("nats", "10.1.2.3")).is_err());
     assert!(p.evaluate(&who, &conn("websocket", "192.168.1.1")).is_err());
@@ -157,7 +201,10 @@ grant = ["p"]
 #[test]
 fn empty_policy_denies_everything() {
     let p = policy("");
-    assert_eq!(eval(&p, "x", json!({"sub": "a"}), &["any"]), Err(Denial::NoRule));
+    assert_eq!(
+        eval(&p, "x", json!({"sub": "a"}), &["any"]),
+        Err(Denial::NoRule)
+    );
     assert!(!p.warnings().is_empty());
 }
 
@@ -177,12 +224,31 @@ connection_types = ["carrier-pigeon"]
 "#;
     let issuers = vec!["corp".to_string()];
     let err = Policy::parse(Path::new("p.toml"), src, Some(&issuers)).unwrap_err();
-    let PolicyError::Invalid(errors) = err else { panic!("expected Invalid") };
+    let PolicyError::Invalid(errors) = err else {
+        panic!("expected Invalid")
+    };
     let text: Vec<String> = errors.iter().map(ToString::to_string).collect();
-    assert!(text.iter().any(|e| e.starts_with("p.toml:5:") && e.contains("bad..subject")), "{text:?}");
-    assert!(text.iter().any(|e| e.starts_with("p.toml:9:") && e.contains("unknown issuer \"nope\"")), "{text:?}");
-    assert!(text.iter().any(|e| e.starts_with("p.toml:10:") && e.contains("undefined permission set \"missing\"")), "{text:?}");
-    assert!(text.iter().any(|e| e.starts_with("p.toml:11:") && e.contains("carrier-pigeon")), "{text:?}");
+    assert!(
+        text.iter()
+            .any(|e| e.starts_with("p.toml:5:") && e.contains("bad..subject")),
+        "{text:?}"
+    );
+    assert!(
+        text.iter()
+            .any(|e| e.starts_with("p.toml:9:") && e.contains("unknown issuer \"nope\"")),
+        "{text:?}"
+    );
+    assert!(
+        text.iter()
+            .any(|e| e.starts_with("p.toml:10:")
+                && e.contains("undefined permission set \"missing\"")),
+        "{text:?}"
+    );
+    assert!(
+        text.iter()
+            .any(|e| e.starts_with("p.toml:11:") && e.contains("carrier-pigeon")),
+        "{text:?}"
+    );
 }
 
 #[test]
@@ -194,7 +260,8 @@ fn unknown_key_in_rule_is_an_error() {
 
 #[test]
 fn rule_without_any_account_is_an_error() {
-    let src = "[permissions.p]\nsub = { allow = [\"a\"] }\n[[rules]]\nname = \"r\"\ngrant = [\"p\"]\n";
+    let src =
+        "[permissions.p]\nsub = { allow = [\"a\"] }\n[[rules]]\nname = \"r\"\ngrant = [\"p\"]\n";
     let err = Policy::parse(Path::new("p.toml"), src, None).unwrap_err();
     assert!(err.to_string().contains("no account"), "{err}");
 }
@@ -203,5 +270,9 @@ fn rule_without_any_account_is_an_error() {
 fn publish_everything_is_warned() {
     let src = "[defaults]\naccount = \"A\"\n[permissions.p]\npub = { allow = [\">\"] }\n[[rules]]\nname = \"r\"\ngrant = [\"p\"]\n";
     let p = policy(src);
-    assert!(p.warnings().iter().any(|w| w.contains("every subject")), "{:?}", p.warnings());
+    assert!(
+        p.warnings().iter().any(|w| w.contains("every subject")),
+        "{:?}",
+        p.warnings()
+    );
 }

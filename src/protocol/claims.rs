@@ -172,7 +172,11 @@ pub struct User {
 }
 
 impl User {
-    pub fn new(publish: Permission, subscribe: Permission, resp: Option<ResponsePermission>) -> Self {
+    pub fn new(
+        publish: Permission,
+        subscribe: Permission,
+        resp: Option<ResponsePermission>,
+    ) -> Self {
         Self {
             publish,
             subscribe,

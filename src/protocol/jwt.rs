@@ -28,7 +28,10 @@ pub enum JwtError {
     #[error("unsupported JWT header (typ {typ:?}, alg {alg:?})")]
     Header { typ: String, alg: String },
     #[error("claims type is {found:?}, expected {expected:?}")]
-    Type { found: String, expected: &'static str },
+    Type {
+        found: String,
+        expected: &'static str,
+    },
     #[error("claims version is {0}, expected 2")]
     Version(u32),
     #[error("issuer {0:?} is not a {1} public key")]
@@ -127,7 +130,8 @@ pub fn decode<T: DeserializeOwned + NatsType>(
         return Err(JwtError::TooLarge);
     }
     let mut parts = token.split('.');
-    let (Some(h), Some(p), Some(s), None) = (parts.next(), parts.next(), parts.next(), parts.next())
+    let (Some(h), Some(p), Some(s), None) =
+        (parts.next(), parts.next(), parts.next(), parts.next())
     else {
         return Err(JwtError::Shape);
     };

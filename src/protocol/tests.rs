@@ -20,7 +20,14 @@ fn vector(key: &str) -> &'static str {
 
 /// Public seed from nats-server's auth_callout_test.go; fixture only.
 fn fixture_issuer() -> KeyPair {
-    KeyPair::from_seed(&["SAANDLKMXL6CUS3CP52WIXBEDN6", "YJ545GDKC65U5JZPPV6WH6ESWUA6YAI"].concat()).unwrap()
+    KeyPair::from_seed(
+        &[
+            "SAANDLKMXL6CUS3CP52WIXBEDN6",
+            "YJ545GDKC65U5JZPPV6WH6ESWUA6YAI",
+        ]
+        .concat(),
+    )
+    .unwrap()
 }
 
 #[test]
@@ -28,7 +35,10 @@ fn decodes_and_verifies_a_real_server_request() {
     let req = decode_request(vector("REQUEST_TOKEN")).unwrap();
     assert_eq!(req.data.aud, AUTHORIZATION_REQUEST_AUDIENCE);
     assert_eq!(req.data.iss, req.nats.server_id.id);
-    assert_eq!(req.nats.user_nkey, "UC3RPNBE6ZEE2M4FRTLXCEJOIXUX33OJJUHMCFIM2TKQJR4TAWK72FHF");
+    assert_eq!(
+        req.nats.user_nkey,
+        "UC3RPNBE6ZEE2M4FRTLXCEJOIXUX33OJJUHMCFIM2TKQJR4TAWK72FHF"
+    );
     assert_eq!(req.nats.connect_opts.pass, "secret-pw");
     assert_eq!(req.nats.client_info.conn_type, "nats");
     assert_eq!(req.nats.client_info.host, "127.0.0.1");
@@ -49,7 +59,9 @@ fn tampered_request_is_rejected() {
     let token = vector("REQUEST_TOKEN");
     let parts: Vec<&str> = token.split('.').collect();
     let mut body = URL_SAFE_NO_PAD.decode(parts[1]).unwrap();
-    let text = String::from_utf8(body.clone()).unwrap().replace("secret-pw", "secret-px");
+    let text = String::from_utf8(body.clone())
+        .unwrap()
+        .replace("secret-pw", "secret-px");
     body = text.into_bytes();
     let forged = format!("{}.{}.{}", parts[0], URL_SAFE_NO_PAD.encode(body), parts[2]);
     assert_eq!(decode_request(&forged).unwrap_err(), JwtError::Signature);
@@ -60,7 +72,10 @@ fn request_signed_by_a_non_server_key_is_rejected() {
     let req = decode_request(vector("REQUEST_TOKEN")).unwrap();
     let mut claims = req.clone();
     let forged = encode(&mut claims, &KeyPair::new_account()).unwrap();
-    assert!(matches!(decode_request(&forged), Err(JwtError::IssuerKind(_, "server"))));
+    assert!(matches!(
+        decode_request(&forged),
+        Err(JwtError::IssuerKind(_, "server"))
+    ));
     let mut claims = req;
     let by_server = encode(&mut claims, &KeyPair::new_server()).unwrap();
     assert!(decode_request(&by_server).is_ok());
@@ -70,7 +85,10 @@ fn request_signed_by_a_non_server_key_is_rejected() {
 fn malformed_requests_name_the_problem() {
     assert_eq!(decode_request("a.b").unwrap_err(), JwtError::Shape);
     assert_eq!(decode_request("a.b.c.d").unwrap_err(), JwtError::Shape);
-    assert_eq!(decode_request("@@.b.c").unwrap_err(), JwtError::Base64("header"));
+    assert_eq!(
+        decode_request("@@.b.c").unwrap_err(),
+        JwtError::Base64("header")
+    );
     let token = vector("REQUEST_TOKEN");
     let padded = token.replacen('.', "=.", 1);
     assert!(decode_request(&padded).is_err());
@@ -98,27 +116,51 @@ fn user_and_response_encode_byte_for_byte() {
 fn new_user_has_unlimited_limits_and_v2_type() {
     let u = User::new(Permission::default(), Permission::default(), None);
     let json = serde_json::to_string(&u).unwrap();
-    assert_eq!(json, r#"{"pub":{},"sub":{},"subs":-1,"data":-1,"payload":-1,"type":"user","version":2}"#);
+    assert_eq!(
+        json,
+        r#"{"pub":{},"sub":{},"subs":-1,"data":-1,"payload":-1,"type":"user","version":2}"#
+    );
 }
 
 #[test]
 fn xkey_round_trip_and_mismatches() {
     let server = XKey::new();
     let service = XKey::new();
-    let sealed = server.seal(b"eyJhello", &XKey::from_public_key(&service.public_key()).unwrap()).unwrap();
+    let sealed = server
+        .seal(
+            b"eyJhello",
+            &XKey::from_public_key(&service.public_key()).unwrap(),
+        )
+        .unwrap();
 
-    let (opened, reply_to) = open_request(&sealed, Some(&server.public_key()), Some(&service)).unwrap();
+    let (opened, reply_to) =
+        open_request(&sealed, Some(&server.public_key()), Some(&service)).unwrap();
     assert_eq!(opened, b"eyJhello");
     let reply_to = reply_to.unwrap();
     let answer = seal_response(b"eyJanswer", &service, &reply_to).unwrap();
     let service_pub = XKey::from_public_key(&service.public_key()).unwrap();
     assert_eq!(server.open(&answer, &service_pub).unwrap(), b"eyJanswer");
 
-    assert_eq!(open_request(&sealed, None, Some(&service)).unwrap_err(), SealError::MissingServerKey);
-    assert_eq!(open_request(&sealed, Some("XBAD"), Some(&service)).unwrap_err(), SealError::BadServerKey);
-    assert_eq!(open_request(&sealed, Some(&server.public_key()), None).unwrap_err(), SealError::NoServiceKey);
-    assert_eq!(open_request(b"eyJplain", None, Some(&service)).unwrap_err(), SealError::NotSealed);
-    assert_eq!(open_request(&sealed, Some(&server.public_key()), Some(&XKey::new())).unwrap_err(), SealError::Open);
+    assert_eq!(
+        open_request(&sealed, None, Some(&service)).unwrap_err(),
+        SealError::MissingServerKey
+    );
+    assert_eq!(
+        open_request(&sealed, Some("XBAD"), Some(&service)).unwrap_err(),
+        SealError::BadServerKey
+    );
+    assert_eq!(
+        open_request(&sealed, Some(&server.public_key()), None).unwrap_err(),
+        SealError::NoServiceKey
+    );
+    assert_eq!(
+        open_request(b"eyJplain", None, Some(&service)).unwrap_err(),
+        SealError::NotSealed
+    );
+    assert_eq!(
+        open_request(&sealed, Some(&server.public_key()), Some(&XKey::new())).unwrap_err(),
+        SealError::Open
+    );
     let (plain, none) = open_request(b"eyJplain", None, None).unwrap();
     assert_eq!((plain.as_slice(), none.is_none()), (&b"eyJplain"[..], true));
 }

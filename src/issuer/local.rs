@@ -1,0 +1,109 @@
+//! Issuers this project runs itself: the development issuer that
+//! `bootstrap` creates, and the keys tests generate at run time.
+
+use aws_lc_rs::encoding::AsDer;
+use aws_lc_rs::rsa::{KeyPair as RsaKeyPair, KeySize};
+use aws_lc_rs::signature::{EcdsaKeyPair, ECDSA_P256_SHA256_FIXED_SIGNING};
+use base64::engine::general_purpose::STANDARD;
+use base64::Engine;
+use jsonwebtoken::jwk::{Jwk, ThumbprintHash};
+use jsonwebtoken::{Algorithm, EncodingKey, Header};
+use serde_json::Value;
+
+/// A private signing key with its public JWK.
+pub struct LocalKey {
+    pub alg: Algorithm,
+    pub kid: String,
+    encoding: EncodingKey,
+    pem: String,
+}
+
+#[derive(Debug, thiserror::Error)]
+#[error("local key: {0}")]
+pub struct LocalKeyError(String);
+
+impl LocalKey {
+    /// A new P-256 key for ES256.
+    pub fn generate_es256() -> Result<Self, LocalKeyError> {
+        let pair = EcdsaKeyPair::generate(&ECDSA_P256_SHA256_FIXED_SIGNING)
+            .map_err(|_| LocalKeyError("EC key generation failed".into()))?;
+        let der = pair
+            .to_pkcs8v1()
+            .map_err(|_| LocalKeyError("EC key export failed".into()))?;
+        Self::from_pem(Algorithm::ES256, &pem("PRIVATE KEY", der.as_ref()))
+    }
+
+    /// A new 2048-bit RSA key for RS256 (or another RSA algorithm).
+    pub fn generate_rsa(alg: Algorithm) -> Result<Self, LocalKeyError> {
+        let pair = RsaKeyPair::generate(KeySize::Rsa2048)
+            .map_err(|_| LocalKeyError("RSA key generation failed".into()))?;
+        let der = pair
+            .as_der()
+            .map_err(|_| LocalKeyError("RSA key export failed".into()))?;
+        Self::from_pem(alg, &pem("PRIVATE KEY", der.as_ref()))
+    }
+
+    /// Loads a PKCS#8 PEM private key written by [`LocalKey::pem`].
+    pub fn from_pem(alg: Algorithm, pem_text: &str) -> Result<Self, LocalKeyError> {
+        let encoding = match alg {
+            Algorithm::ES256 | Algorithm::ES384 => EncodingKey::from_ec_pem(pem_text.as_bytes()),
+            Algorithm::EdDSA => EncodingKey::from_ed_pem(pem_text.as_bytes()),
+            _ => EncodingKey::from_rsa_pem(pem_text.as_bytes()),
+        }
+        .map_err(|e| LocalKeyError(e.to_string()))?;
+        let jwk =
+            Jwk::from_encoding_key(&encoding, alg).map_err(|e| LocalKeyError(e.to_string()))?;
+        let kid = jwk
+            .thumbprint(ThumbprintHash::SHA256)
+            .map_err(|e| LocalKeyError(e.to_string()))?;
+        Ok(Self {
+            alg,
+            kid,
+            encoding,
+            pem: pem_text.to_owned(),
+        })
+    }
+
+    /// The private key as PKCS#8 PEM. A secret: write it with mode 0600.
+    pub fn pem(&self) -> &str {
+        &self.pem
+    }
+
+    /// The public JWK, with `kid`, `alg` and `use`.
+    pub fn jwk(&self) -> Value {
+        let jwk =
+            Jwk::from_encoding_key(&self.encoding, self.alg).expect("checked at construction");
+        let mut v = serde_json::to_value(jwk).expect("a JWK serializes");
+        v["kid"] = self.kid.clone().into();
+        v["use"] = "sig".into();
+        v
+    }
+
+    /// Signs claims with a header of `alg`, `typ: JWT` and this key's `kid`.
+    pub fn sign(&self, claims: &Value) -> String {
+        let mut header = Header::new(self.alg);
+        header.kid = Some(self.kid.clone());
+        self.sign_with_header(&header, claims)
+    }
+
+    /// Signs with a caller-made header (tests of hostile headers).
+    pub fn sign_with_header(&self, header: &Header, claims: &Value) -> String {
+        jsonwebtoken::encode(header, claims, &self.encoding).expect("signing with a valid key")
+    }
+}
+
+/// A JWKS document holding the public keys given.
+pub fn jwks(keys: &[&LocalKey]) -> Value {
+    serde_json::json!({ "keys": keys.iter().map(|k| k.jwk()).collect::<Vec<_>>() })
+}
+
+fn pem(label: &str, der: &[u8]) -> String {
+    let b64 = STANDARD.encode(der);
+    let mut out = format!("-----BEGIN {label}-----\n");
+    for line in b64.as_bytes().chunks(64) {
+        out.push_str(std::str::from_utf8(line).expect("base64 is ascii"));
+        out.push('\n');
+    }
+    out.push_str(&format!("-----END {label}-----\n"));
+    out
+}
