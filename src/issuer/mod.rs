@@ -21,6 +21,9 @@ pub use local::{jwks, LocalKey, LocalKeyError};
 use crate::config::{Config, IssuerConfig};
 use crate::policy::scopes;
 
+/// Retry interval for an issuer whose keys were never loaded.
+const NO_KEYS_RETRY: Duration = Duration::from_secs(2);
+
 /// Why a token was refused. The text is what operators read in logs and
 /// what `check` prints; it never contains the token.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -165,16 +168,21 @@ impl Issuers {
         futures::future::join_all(loads).await
     }
 
-    /// Refreshes each issuer's keys on its own interval, for ever.
+    /// Refreshes each issuer's keys on its own interval, for ever. An
+    /// issuer with no keys at all is retried sooner, so recovery from an
+    /// outage at startup does not wait a whole refresh interval.
     pub fn spawn_refresh(&self) {
         for issuer in &self.list {
             let issuer = issuer.clone();
             let every: Duration = issuer.config.jwks_refresh.into();
             tokio::spawn(async move {
-                let mut tick = tokio::time::interval(every);
-                tick.tick().await;
                 loop {
-                    tick.tick().await;
+                    let pause = if issuer.keys.current().is_some() {
+                        every
+                    } else {
+                        every.min(NO_KEYS_RETRY)
+                    };
+                    tokio::time::sleep(pause).await;
                     if let Err(e) = issuer.keys.refresh().await {
                         tracing::warn!(issuer = %issuer.config.name, error = %e,
                             "JWKS refresh failed; keeping the keys already loaded");

@@ -1,0 +1,309 @@
+//! End to end: a real nats-server delegating to the real service binary,
+//! tokens from an in-process IdP, real async-nats clients.
+
+mod common;
+
+use std::time::Duration;
+
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use base64::Engine;
+use common::*;
+use futures::StreamExt;
+use jsonwebtoken::{Algorithm, EncodingKey, Header};
+use nats_oidc_callout::issuer::LocalKey;
+use serde_json::json;
+
+const SHORT: Duration = Duration::from_secs(5);
+
+async fn round_trip(client: &Client, subject: &str) {
+    let mut sub = client.nats.subscribe(subject.to_owned()).await.unwrap();
+    client
+        .nats
+        .publish(subject.to_owned(), "ping".into())
+        .await
+        .unwrap();
+    client.nats.flush().await.unwrap();
+    let msg = tokio::time::timeout(SHORT, sub.next())
+        .await
+        .expect("message within 5 s")
+        .expect("subscription open");
+    assert_eq!(msg.payload.as_ref(), b"ping");
+}
+
+async fn allowed_and_denied(xkey: bool) {
+    let env = Env::start(EnvOptions {
+        xkey,
+        ..Default::default()
+    })
+    .await;
+    let mut alice = connect_token(&env.nats.url(), &env.token("alice", "nats read"))
+        .await
+        .expect("alice connects");
+    round_trip(&alice, "app.alice.orders").await;
+
+    alice
+        .nats
+        .publish("admin.secrets", "x".into())
+        .await
+        .unwrap();
+    alice.nats.flush().await.unwrap();
+    alice
+        .expect_error(
+            "Permissions Violation for Publish to \"admin.secrets\"",
+            SHORT,
+        )
+        .await;
+    let _denied_sub = alice.nats.subscribe("app.bob.>").await.unwrap();
+    alice.nats.flush().await.unwrap();
+    alice
+        .expect_error(
+            "Permissions Violation for Subscription to \"app.bob.>\"",
+            SHORT,
+        )
+        .await;
+
+    let log = env.service.log();
+    assert!(log.contains("decision=\"allow\""), "{log}");
+    assert!(
+        !log.contains(&env.token("alice", "nats read")[..40]),
+        "token leaked into the log"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn allowed_round_trip_and_permission_violations_with_xkey() {
+    allowed_and_denied(true).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn allowed_round_trip_and_permission_violations_without_xkey() {
+    allowed_and_denied(false).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn token_in_password_field() {
+    let env = Env::start(EnvOptions::default()).await;
+    let client = connect_user_pass(&env.nats.url(), "anything", &env.token("carol", "nats"))
+        .await
+        .expect("token as password connects");
+    round_trip(&client, "app.carol.x").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn no_token_and_unlisted_token_source_are_refused() {
+    let env = Env::start(EnvOptions {
+        token_extra: "sources = [\"auth_token\"]",
+        ..Default::default()
+    })
+    .await;
+    env.assert_refused(
+        connect_anonymous(&env.nats.url()).await,
+        "no token presented",
+    )
+    .await;
+    // The password field is not a configured source: the token there is not read.
+    let r = connect_user_pass(&env.nats.url(), "x", &env.token("carol", "nats")).await;
+    env.assert_refused(r, "no token presented").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn refusals_carry_reasons() {
+    let env = Env::start(EnvOptions::default()).await;
+    let url = env.nats.url();
+    let now = now();
+
+    env.assert_refused(connect_token(&url, "garbage").await, "malformed token")
+        .await;
+
+    let stranger = LocalKey::generate_rsa(Algorithm::RS256).unwrap();
+    let mut h = Header::new(Algorithm::RS256);
+    h.kid = Some(env.key.kid.clone());
+    let forged = stranger.sign_with_header(&h, &env.claims("eve", "nats"));
+    env.assert_refused(connect_token(&url, &forged).await, "bad signature")
+        .await;
+
+    let mut c = env.claims("alice", "nats");
+    c["exp"] = json!(now - 60);
+    env.assert_refused(
+        connect_token(&url, &env.key.sign(&c)).await,
+        "token expired",
+    )
+    .await;
+
+    let mut c = env.claims("alice", "nats");
+    c["nbf"] = json!(now + 120);
+    env.assert_refused(
+        connect_token(&url, &env.key.sign(&c)).await,
+        "token not yet valid",
+    )
+    .await;
+
+    let mut c = env.claims("alice", "nats");
+    c["aud"] = json!("another-service");
+    env.assert_refused(
+        connect_token(&url, &env.key.sign(&c)).await,
+        "audience mismatch",
+    )
+    .await;
+
+    let mut c = env.claims("alice", "nats");
+    c["iss"] = json!("https://evil.example");
+    env.assert_refused(
+        connect_token(&url, &env.key.sign(&c)).await,
+        "unknown issuer",
+    )
+    .await;
+
+    let b64 = |v: serde_json::Value| URL_SAFE_NO_PAD.encode(v.to_string());
+    let none = format!(
+        "{}.{}.",
+        b64(json!({"alg": "none", "typ": "JWT"})),
+        b64(env.claims("alice", "nats"))
+    );
+    env.assert_refused(
+        connect_token(&url, &none).await,
+        "algorithm \"none\" is never accepted",
+    )
+    .await;
+
+    // HS256 keyed with the issuer's public key (the classic confusion attack).
+    let public = env.key.jwk().to_string();
+    let hs = jsonwebtoken::encode(
+        &Header::new(Algorithm::HS256),
+        &env.claims("alice", "nats"),
+        &EncodingKey::from_secret(public.as_bytes()),
+    )
+    .unwrap();
+    env.assert_refused(
+        connect_token(&url, &hs).await,
+        "algorithm \"HS256\" is not allowed",
+    )
+    .await;
+
+    env.assert_refused(
+        connect_token(&url, &env.token("bob", "other")).await,
+        "no rule grants access",
+    )
+    .await;
+
+    for sub in ["x.>", "*"] {
+        env.assert_refused(
+            connect_token(&url, &env.token(sub, "nats")).await,
+            "claim \"sub\" is not a valid subject token",
+        )
+        .await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn user_expires_with_its_token() {
+    let env = Env::start(EnvOptions::default()).await;
+    let mut c = env.claims("dave", "nats");
+    c["exp"] = json!(now() + 3);
+    let mut client = connect_token(&env.nats.url(), &env.key.sign(&c))
+        .await
+        .expect("connects");
+    round_trip(&client, "app.dave.x").await;
+    client
+        .expect_error("Authentication Expired", Duration::from_secs(10))
+        .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn key_rotation_is_picked_up_on_unknown_kid() {
+    let env = Env::start(EnvOptions::default()).await;
+    let fetches_before = env.idp.jwks_fetches();
+    let new_key = LocalKey::generate_es256().unwrap();
+    env.idp.set_keys(&[&new_key]);
+
+    let client = connect_token(&env.nats.url(), &new_key.sign(&env.claims("erin", "nats")))
+        .await
+        .expect("new key accepted");
+    round_trip(&client, "app.erin.x").await;
+    assert_eq!(
+        env.idp.jwks_fetches(),
+        fetches_before + 1,
+        "exactly one refetch"
+    );
+
+    // The retired key is gone, and the refetch rate limit holds: no new fetch.
+    env.assert_refused(
+        connect_token(&env.nats.url(), &env.token("erin", "nats")).await,
+        "no key with kid",
+    )
+    .await;
+    assert_eq!(env.idp.jwks_fetches(), fetches_before + 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cached_keys_survive_an_idp_outage() {
+    let env = Env::start(EnvOptions {
+        issuer_extra: "jwks_refresh = \"1s\"",
+        ..Default::default()
+    })
+    .await;
+    env.idp.set_down(true);
+    // Let several refreshes fail.
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    let client = connect_token(&env.nats.url(), &env.token("frank", "nats"))
+        .await
+        .expect("cached keys still verify");
+    round_trip(&client, "app.frank.x").await;
+    assert!(
+        env.service.log().contains("JWKS refresh failed"),
+        "{}",
+        env.service.log()
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reconnects_after_server_restart_and_drains_on_sigterm() {
+    let mut env = Env::start(EnvOptions::default()).await;
+    env.nats.restart();
+    let url = env.nats.url();
+    let token = env.token("gina", "nats");
+    let mut client = None;
+    for _ in 0..60 {
+        if let Ok(c) = connect_token(&url, &token).await {
+            client = Some(c);
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    let client = client.unwrap_or_else(|| {
+        panic!(
+            "service did not serve after the restart:\n{}",
+            env.service.log()
+        )
+    });
+    round_trip(&client, "app.gina.x").await;
+
+    let status = env.service.stop().expect("service exits on SIGTERM");
+    assert!(status.success(), "exit status {status:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dead_idp_at_startup_denies_until_it_recovers() {
+    let env = Env::start(EnvOptions {
+        idp_down_at_start: true,
+        ..Default::default()
+    })
+    .await;
+    let token = env.token("hana", "nats");
+    env.assert_refused(
+        connect_token(&env.nats.url(), &token).await,
+        "keys unavailable for issuer \"corp\"",
+    )
+    .await;
+    env.idp.set_down(false);
+    let mut client = None;
+    for _ in 0..60 {
+        if let Ok(c) = connect_token(&env.nats.url(), &token).await {
+            client = Some(c);
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    let client = client.unwrap_or_else(|| panic!("never recovered:\n{}", env.service.log()));
+    round_trip(&client, "app.hana.x").await;
+}

@@ -1,0 +1,638 @@
+//! The one integration-test harness: real nats-server and service
+//! processes, an in-process OIDC discovery + JWKS server, and keys made at
+//! test time. Everything listens on 127.0.0.1, every wait is bounded, and
+//! every process started here is stopped by PID when its guard drops.
+#![allow(dead_code)]
+
+use std::fs::File;
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use jsonwebtoken::Algorithm;
+use nats_oidc_callout::issuer::{jwks, LocalKey};
+use serde_json::{json, Value};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+/// The nats-server binary: `NATS_SERVER_BIN`, else the one `scripts/setup.sh`
+/// installs. Missing is a failure, never a skip.
+pub fn nats_server_bin() -> PathBuf {
+    let path = std::env::var_os("NATS_SERVER_BIN")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| {
+            Path::new(env!("CARGO_MANIFEST_DIR")).join(".tools/venv/bin/nats-server")
+        });
+    assert!(
+        path.is_file(),
+        "nats-server not found at {} — run scripts/setup.sh or set NATS_SERVER_BIN",
+        path.display()
+    );
+    path
+}
+
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("bind 127.0.0.1:0")
+        .port()
+}
+
+/// Polls `cond` every 50 ms until it holds or `limit` passes.
+pub fn wait_until(limit: Duration, mut cond: impl FnMut() -> bool) -> bool {
+    let deadline = Instant::now() + limit;
+    loop {
+        if cond() {
+            return true;
+        }
+        if Instant::now() >= deadline {
+            return false;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// Async twin of [`wait_until`], for conditions checked on the test runtime.
+pub async fn wait_until_async<F, Fut>(limit: Duration, mut cond: F) -> bool
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let deadline = Instant::now() + limit;
+    loop {
+        if cond().await {
+            return true;
+        }
+        if Instant::now() >= deadline {
+            return false;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+fn read_log(path: &Path) -> String {
+    let mut s = String::new();
+    if let Ok(mut f) = File::open(path) {
+        let _ = f.read_to_string(&mut s);
+    }
+    s
+}
+
+/// A child process whose output goes to a log file; killed on drop.
+struct Proc {
+    child: Child,
+    log: PathBuf,
+}
+
+impl Proc {
+    fn spawn(mut cmd: Command, log: PathBuf) -> Proc {
+        let out = File::create(&log).expect("create log");
+        let err = out.try_clone().expect("clone log handle");
+        cmd.stdin(Stdio::null()).stdout(out).stderr(err);
+        let child = cmd
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot start {cmd:?}: {e}"));
+        Proc { child, log }
+    }
+
+    fn signal(&self, sig: &str) {
+        let _ = Command::new("kill")
+            .args([sig, &self.child.id().to_string()])
+            .status();
+    }
+
+    /// SIGTERM, then SIGKILL if it has not exited within 10 s.
+    fn terminate(&mut self) -> Option<ExitStatus> {
+        self.signal("-TERM");
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while Instant::now() < deadline {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                return Some(status);
+            }
+            std::thread::sleep(Duration::from_millis(25));
+        }
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        None
+    }
+}
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        if let Ok(None) = self.child.try_wait() {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+}
+
+/// A real nats-server on 127.0.0.1.
+pub struct NatsServer {
+    proc: Option<Proc>,
+    pub port: u16,
+    dir: tempfile::TempDir,
+    restarts: usize,
+}
+
+impl NatsServer {
+    /// Starts nats-server with `config` (which must listen on `port`).
+    pub fn start(port: u16, config: &str) -> NatsServer {
+        let dir = tempfile::tempdir().expect("tempdir");
+        std::fs::write(dir.path().join("nats-server.conf"), config).expect("write config");
+        let mut s = NatsServer {
+            proc: None,
+            port,
+            dir,
+            restarts: 0,
+        };
+        s.launch();
+        s
+    }
+
+    fn launch(&mut self) {
+        let mut cmd = Command::new(nats_server_bin());
+        cmd.arg("-c").arg(self.dir.path().join("nats-server.conf"));
+        let log = self
+            .dir
+            .path()
+            .join(format!("nats-server.{}.log", self.restarts));
+        self.proc = Some(Proc::spawn(cmd, log));
+        let port = self.port;
+        let up = wait_until(Duration::from_secs(10), || {
+            TcpStream::connect(("127.0.0.1", port)).is_ok()
+        });
+        assert!(up, "nats-server did not listen on {port}:\n{}", self.log());
+    }
+
+    pub fn url(&self) -> String {
+        format!("nats://127.0.0.1:{}", self.port)
+    }
+
+    /// Everything the server has logged, across restarts.
+    pub fn log(&self) -> String {
+        (0..=self.restarts)
+            .map(|i| read_log(&self.dir.path().join(format!("nats-server.{i}.log"))))
+            .collect()
+    }
+
+    pub fn stop(&mut self) {
+        if let Some(mut p) = self.proc.take() {
+            p.terminate();
+        }
+    }
+
+    /// Stops the server and starts it again on the same port and config.
+    pub fn restart(&mut self) {
+        self.stop();
+        self.restarts += 1;
+        self.launch();
+    }
+}
+
+/// Config-mode nats-server config delegating to the callout.
+pub fn callout_server_config(port: u16, issuer: &str, xkey: Option<&str>) -> String {
+    let xkey = xkey.map(|x| format!("xkey: {x}")).unwrap_or_default();
+    format!(
+        r#"listen: 127.0.0.1:{port}
+accounts {{
+  AUTH {{ users: [ {{ user: auth, password: authpw }} ] }}
+  APP {{}}
+  OTHER {{}}
+  SYS {{}}
+}}
+system_account: SYS
+authorization {{
+  timeout: 2
+  auth_callout {{
+    issuer: {issuer}
+    auth_users: [ auth ]
+    account: AUTH
+    {xkey}
+  }}
+}}
+"#
+    )
+}
+
+#[derive(Default)]
+struct IdpState {
+    jwks: Value,
+    down: bool,
+}
+
+/// An in-process OIDC provider: discovery and JWKS over plain HTTP/1.1 on
+/// 127.0.0.1, with switches for key rotation and outages.
+pub struct Idp {
+    pub issuer: String,
+    state: Arc<Mutex<IdpState>>,
+    fetches: Arc<AtomicUsize>,
+    stop: Arc<AtomicBool>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Idp {
+    /// Serves `keys` at `<issuer>/jwks`. Runs on the current tokio runtime.
+    pub async fn start(keys: &[&LocalKey]) -> Idp {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind idp");
+        let issuer = format!("http://127.0.0.1:{}", listener.local_addr().unwrap().port());
+        let state = Arc::new(Mutex::new(IdpState {
+            jwks: jwks(keys),
+            down: false,
+        }));
+        let fetches = Arc::new(AtomicUsize::new(0));
+        let stop = Arc::new(AtomicBool::new(false));
+        let (st, fe, iss) = (state.clone(), fetches.clone(), issuer.clone());
+        let task = tokio::spawn(async move {
+            loop {
+                let Ok((mut sock, _)) = listener.accept().await else {
+                    break;
+                };
+                let (st, fe, iss) = (st.clone(), fe.clone(), iss.clone());
+                tokio::spawn(async move {
+                    let mut buf = vec![0u8; 8192];
+                    let mut n = 0;
+                    while n < buf.len() {
+                        match sock.read(&mut buf[n..]).await {
+                            Ok(0) | Err(_) => return,
+                            Ok(k) => n += k,
+                        }
+                        if buf[..n].windows(4).any(|w| w == b"\r\n\r\n") {
+                            break;
+                        }
+                    }
+                    let head = String::from_utf8_lossy(&buf[..n]);
+                    let path = head.split_whitespace().nth(1).unwrap_or("/").to_owned();
+                    let (status, body) = {
+                        let s = st.lock().unwrap();
+                        if s.down {
+                            ("503 Service Unavailable", "{}".to_owned())
+                        } else if path == "/.well-known/openid-configuration" {
+                            let doc = json!({"issuer": iss, "jwks_uri": format!("{iss}/jwks"),
+                                "token_endpoint": format!("{iss}/token"),
+                                "id_token_signing_alg_values_supported": ["RS256", "ES256"]});
+                            ("200 OK", doc.to_string())
+                        } else if path == "/jwks" {
+                            fe.fetch_add(1, Ordering::SeqCst);
+                            ("200 OK", s.jwks.to_string())
+                        } else {
+                            ("404 Not Found", "{}".to_owned())
+                        }
+                    };
+                    let resp = format!(
+                        "HTTP/1.1 {status}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                        body.len()
+                    );
+                    let _ = sock.write_all(resp.as_bytes()).await;
+                    let _ = sock.shutdown().await;
+                });
+            }
+        });
+        Idp {
+            issuer,
+            state,
+            fetches,
+            stop,
+            task,
+        }
+    }
+
+    /// Publishes a new key set (rotation).
+    pub fn set_keys(&self, keys: &[&LocalKey]) {
+        self.state.lock().unwrap().jwks = jwks(keys);
+    }
+
+    /// Makes every request fail with 503 (an outage) or serve again.
+    pub fn set_down(&self, down: bool) {
+        self.state.lock().unwrap().down = down;
+    }
+
+    /// JWKS documents served so far.
+    pub fn jwks_fetches(&self) -> usize {
+        self.fetches.load(Ordering::SeqCst)
+    }
+}
+
+impl Drop for Idp {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::SeqCst);
+        self.task.abort();
+    }
+}
+
+/// The service under test, run as the real binary.
+pub struct Service {
+    proc: Option<Proc>,
+}
+
+pub const READY_LINE: &str = "ready: listening for authorization requests";
+
+impl Service {
+    pub fn start(config: &Path) -> Service {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_nats-oidc-callout"));
+        cmd.arg("serve").arg("--config").arg(config);
+        let log = config.with_extension("log");
+        let proc = Proc::spawn(cmd, log.clone());
+        let svc = Service { proc: Some(proc) };
+        let ready = wait_until(Duration::from_secs(15), || {
+            read_log(&log).contains(READY_LINE)
+        });
+        assert!(ready, "service did not become ready:\n{}", svc.log());
+        svc
+    }
+
+    pub fn log(&self) -> String {
+        self.proc
+            .as_ref()
+            .map(|p| read_log(&p.log))
+            .unwrap_or_default()
+    }
+
+    pub fn signal(&self, sig: &str) {
+        if let Some(p) = &self.proc {
+            p.signal(sig);
+        }
+    }
+
+    /// SIGTERM and wait; returns the exit status (None if it had to be killed).
+    pub fn stop(&mut self) -> Option<ExitStatus> {
+        self.proc.take().and_then(|mut p| p.terminate())
+    }
+}
+
+/// Runs the CLI to completion.
+pub fn run_cli(args: &[&str]) -> std::process::Output {
+    Command::new(env!("CARGO_BIN_EXE_nats-oidc-callout"))
+        .args(args)
+        .stdin(Stdio::null())
+        .output()
+        .expect("run nats-oidc-callout")
+}
+
+/// Writes `contents` to `path` with mode 0600 (seeds, passwords).
+pub fn write_secret(path: &Path, contents: &str) {
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(path)
+        .expect("write secret");
+    f.write_all(contents.as_bytes()).expect("write secret");
+}
+
+/// How to set up an [`Env`].
+pub struct EnvOptions<'a> {
+    pub policy: &'a str,
+    pub xkey: bool,
+    /// Extra lines for the `[[issuer]]` table.
+    pub issuer_extra: &'a str,
+    /// Lines for the `[token]` table (default: both token sources).
+    pub token_extra: &'a str,
+    /// The IdP answers 503 until the test calls `idp.set_down(false)`.
+    pub idp_down_at_start: bool,
+}
+
+impl Default for EnvOptions<'_> {
+    fn default() -> Self {
+        Self {
+            policy: DEFAULT_POLICY,
+            xkey: true,
+            issuer_extra: "",
+            token_extra: "sources = [\"auth_token\", \"password\"]",
+            idp_down_at_start: false,
+        }
+    }
+}
+
+/// Alice-style tokens with scope `nats` get `app.<sub>.>`.
+pub const DEFAULT_POLICY: &str = r#"
+[defaults]
+account = "APP"
+ttl = "15m"
+
+[permissions.own]
+pub = { allow = ["app.{claim.sub}.>"] }
+sub = { allow = ["app.{claim.sub}.>", "_INBOX.>"] }
+
+[[rules]]
+name = "nats-users"
+issuer = "corp"
+scopes = ["nats"]
+grant = ["own"]
+"#;
+
+pub const AUDIENCE: &str = "nats";
+
+/// A whole deployment: IdP, nats-server with the callout, and the service.
+pub struct Env {
+    pub idp: Idp,
+    pub key: LocalKey,
+    pub nats: NatsServer,
+    pub service: Service,
+    pub dir: tempfile::TempDir,
+}
+
+impl Env {
+    pub async fn start(opts: EnvOptions<'_>) -> Env {
+        let key = LocalKey::generate_rsa(Algorithm::RS256).expect("rsa key");
+        let idp = Idp::start(&[&key]).await;
+        idp.set_down(opts.idp_down_at_start);
+        let dir = tempfile::tempdir().expect("tempdir");
+        let account = nkeys::KeyPair::new_account();
+        write_secret(&dir.path().join("issuer.nk"), &account.seed().unwrap());
+        let xkey = nkeys::XKey::new();
+        let xkey_line = if opts.xkey {
+            write_secret(&dir.path().join("xkey.nk"), &xkey.seed().unwrap());
+            "xkey_seed_file = \"xkey.nk\"".to_owned()
+        } else {
+            String::new()
+        };
+        std::fs::write(dir.path().join("policy.toml"), opts.policy).unwrap();
+        let port = free_port();
+        let config = format!(
+            r#"
+[nats]
+url = "nats://127.0.0.1:{port}"
+user = "auth"
+password = "authpw"
+
+[signing]
+issuer_seed_file = "issuer.nk"
+{xkey_line}
+
+[token]
+{token_extra}
+
+[[issuer]]
+name = "corp"
+issuer = "{issuer}"
+audience = ["{AUDIENCE}"]
+algorithms = ["RS256", "ES256"]
+leeway = "2s"
+{issuer_extra}
+
+[policy]
+file = "policy.toml"
+"#,
+            issuer = idp.issuer,
+            token_extra = opts.token_extra,
+            issuer_extra = opts.issuer_extra,
+        );
+        let config_path = dir.path().join("callout.toml");
+        std::fs::write(&config_path, config).unwrap();
+        let xkey_pub = xkey.public_key();
+        let nats = NatsServer::start(
+            port,
+            &callout_server_config(
+                port,
+                &account.public_key(),
+                opts.xkey.then_some(xkey_pub.as_str()),
+            ),
+        );
+        let service = Service::start(&config_path);
+        Env {
+            idp,
+            key,
+            nats,
+            service,
+            dir,
+        }
+    }
+
+    pub fn config_path(&self) -> PathBuf {
+        self.dir.path().join("callout.toml")
+    }
+
+    /// Claims of a valid token for `sub` with `scope`, expiring in 5 min.
+    pub fn claims(&self, sub: &str, scope: &str) -> Value {
+        let now = now();
+        json!({"iss": self.idp.issuer, "aud": AUDIENCE, "sub": sub, "scope": scope,
+               "iat": now, "exp": now + 300})
+    }
+
+    pub fn token(&self, sub: &str, scope: &str) -> String {
+        self.key.sign(&self.claims(sub, scope))
+    }
+
+    /// Asserts the connection was refused *by the service, with `reason`*:
+    /// the server logs the service's error text, which a timeout never has.
+    pub async fn assert_refused(
+        &self,
+        result: Result<Client, async_nats::ConnectError>,
+        reason: &str,
+    ) {
+        match result {
+            Ok(_) => panic!("connection was accepted; expected refusal with {reason:?}"),
+            Err(e) => assert_eq!(
+                e.kind(),
+                async_nats::ConnectErrorKind::AuthorizationViolation,
+                "unexpected connect error: {e}"
+            ),
+        }
+        let needle = format!("Auth callout service returned an error: {reason}");
+        let seen = wait_until_async(Duration::from_secs(5), || async {
+            self.nats.log().contains(&needle)
+        })
+        .await;
+        assert!(
+            seen,
+            "server log lacks {needle:?}:\n{}\nservice log:\n{}",
+            self.nats.log(),
+            self.service.log()
+        );
+    }
+}
+
+pub fn now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64
+}
+
+/// A connected client plus the asynchronous errors the server sent it
+/// (permission violations, expiry).
+pub struct Client {
+    pub nats: async_nats::Client,
+    errors: tokio::sync::mpsc::UnboundedReceiver<String>,
+}
+
+impl Client {
+    /// Waits up to `limit` for a server error containing `needle`.
+    pub async fn expect_error(&mut self, needle: &str, limit: Duration) -> String {
+        let deadline = tokio::time::Instant::now() + limit;
+        loop {
+            match tokio::time::timeout_at(deadline, self.errors.recv()).await {
+                Ok(Some(e)) if e.contains(needle) => return e,
+                Ok(Some(_)) => continue,
+                _ => panic!("no server error containing {needle:?} within {limit:?}"),
+            }
+        }
+    }
+
+    /// Errors received so far, without waiting.
+    pub fn errors_so_far(&mut self) -> Vec<String> {
+        let mut out = Vec::new();
+        while let Ok(e) = self.errors.try_recv() {
+            out.push(e);
+        }
+        out
+    }
+}
+
+async fn connect_with(
+    opts: async_nats::ConnectOptions,
+    url: &str,
+) -> Result<Client, async_nats::ConnectError> {
+    let (tx, errors) = tokio::sync::mpsc::unbounded_channel();
+    let nats = opts
+        .connection_timeout(Duration::from_secs(5))
+        .max_reconnects(Some(0))
+        .event_callback(move |event| {
+            let tx = tx.clone();
+            async move {
+                let text = match event {
+                    async_nats::Event::ServerError(e) => e.to_string(),
+                    async_nats::Event::Disconnected => "disconnected".to_owned(),
+                    _ => return,
+                };
+                let _ = tx.send(text);
+            }
+        })
+        .connect(url)
+        .await?;
+    Ok(Client { nats, errors })
+}
+
+/// Connects presenting `token` as the CONNECT `auth_token`.
+pub async fn connect_token(url: &str, token: &str) -> Result<Client, async_nats::ConnectError> {
+    connect_with(
+        async_nats::ConnectOptions::with_token(token.to_owned()),
+        url,
+    )
+    .await
+}
+
+/// Connects presenting user and password (a token may travel as the password).
+pub async fn connect_user_pass(
+    url: &str,
+    user: &str,
+    pass: &str,
+) -> Result<Client, async_nats::ConnectError> {
+    connect_with(
+        async_nats::ConnectOptions::with_user_and_password(user.to_owned(), pass.to_owned()),
+        url,
+    )
+    .await
+}
+
+/// Connects with no credentials at all.
+pub async fn connect_anonymous(url: &str) -> Result<Client, async_nats::ConnectError> {
+    connect_with(async_nats::ConnectOptions::new(), url).await
+}
