@@ -108,7 +108,12 @@ pub async fn run(config: Config) -> Result<(), ServiceError> {
         }
     }
 
-    let _ = requests.unsubscribe().await;
+    // Each step is bounded: with the server gone, NATS calls would wait for
+    // a reconnect that may never come.
+    let connected = client.connection_state() == async_nats::connection::State::Connected;
+    if connected {
+        let _ = tokio::time::timeout(DRAIN_TIMEOUT, requests.unsubscribe()).await;
+    }
     let drained = tokio::time::timeout(DRAIN_TIMEOUT, async {
         while tasks.join_next().await.is_some() {}
     })
@@ -116,7 +121,9 @@ pub async fn run(config: Config) -> Result<(), ServiceError> {
     if drained.is_err() {
         tracing::warn!(abandoned = tasks.len(), "drain timed out");
     }
-    let _ = client.flush().await;
+    if connected {
+        let _ = tokio::time::timeout(DRAIN_TIMEOUT, client.flush()).await;
+    }
     tracing::info!("stopped");
     Ok(())
 }
