@@ -309,3 +309,43 @@ async fn dead_idp_at_startup_denies_until_it_recovers() {
     let client = client.unwrap_or_else(|| panic!("never recovered:\n{}", env.service.log()));
     round_trip(&client, "app.hana.x").await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sighup_reloads_the_policy_and_keeps_it_when_the_new_one_is_broken() {
+    let env = Env::start(EnvOptions::default()).await;
+    let url = env.nats.url();
+    let token = env.token("ivan", "nats");
+    assert!(connect_token(&url, &token).await.is_ok());
+
+    let policy = env.dir.path().join("policy.toml");
+    std::fs::write(
+        &policy,
+        DEFAULT_POLICY.replace("scopes = [\"nats\"]", "scopes = [\"nats:admin\"]"),
+    )
+    .unwrap();
+    env.service.signal("-HUP");
+    assert!(
+        wait_until(SHORT, || env.service.log().contains("policy reloaded")),
+        "{}",
+        env.service.log()
+    );
+    env.assert_refused(connect_token(&url, &token).await, "no rule grants access")
+        .await;
+
+    std::fs::write(
+        &policy,
+        "[[rules]]\nname = \"broken\"\ngrant = [\"missing\"]\n",
+    )
+    .unwrap();
+    env.service.signal("-HUP");
+    assert!(
+        wait_until(SHORT, || env.service.log().contains("policy reload failed")),
+        "{}",
+        env.service.log()
+    );
+    let admin = env.token("ivan", "nats:admin");
+    let client = connect_token(&url, &admin)
+        .await
+        .expect("previous policy still in force");
+    round_trip(&client, "app.ivan.x").await;
+}
