@@ -331,12 +331,7 @@ async fn bootstrapped_setup_serves_dev_tokens() {
         .await
         .unwrap();
     client.nats.flush().await.unwrap();
-    let refused = connect_token(
-        &nats.url(),
-        &stdout(&run_cli(&["dev-token", "--dir", d]))
-            .trim()
-            .to_owned(),
-    )
-    .await;
+    let unscoped = stdout(&run_cli(&["dev-token", "--dir", d]));
+    let refused = connect_token(&nats.url(), unscoped.trim()).await;
     assert!(refused.is_err());
 }
