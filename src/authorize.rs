@@ -71,13 +71,20 @@ impl Reply {
     }
 }
 
-pub struct Authorizer {
+/// Token in, decision out: issuers, policy and lifetime caps. Needs no
+/// signing key, so `check` can run where the service's secrets are not.
+pub struct Decider {
     issuers: Arc<Issuers>,
     policy: RwLock<Arc<Policy>>,
+    max_ttl: Duration,
+}
+
+/// A [`Decider`] plus the keys that sign and seal the server's answers.
+pub struct Authorizer {
+    decider: Decider,
     signer: KeyPair,
     xkey: Option<XKey>,
     sources: Vec<TokenSource>,
-    max_ttl: Duration,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -114,37 +121,13 @@ pub fn now_unix() -> i64 {
         .map_or(0, |d| d.as_secs() as i64)
 }
 
-impl Authorizer {
-    /// Builds an authorizer from config: signing keys, issuers, policy.
+impl Decider {
     pub fn from_config(config: &Config) -> Result<Self, SetupError> {
-        let seed_path = config.resolve(&config.signing.issuer_seed_file);
-        let signer = KeyPair::from_seed(&read_seed(&seed_path)?)
-            .ok()
-            .filter(|k| k.key_pair_type() == nkeys::KeyPairType::Account)
-            .ok_or_else(|| SetupError::Key {
-                path: seed_path.display().to_string(),
-                reason: "not an account seed (SA…); create one with `keygen account`".into(),
-            })?;
-        let xkey = match &config.signing.xkey_seed_file {
-            None => None,
-            Some(p) => {
-                let path = config.resolve(p);
-                Some(
-                    XKey::from_seed(&read_seed(&path)?).map_err(|_| SetupError::Key {
-                        path: path.display().to_string(),
-                        reason: "not a curve seed (SX…); create one with `keygen xkey`".into(),
-                    })?,
-                )
-            }
-        };
         let issuers = Arc::new(Issuers::new(config)?);
         let policy = Policy::load(&config.resolve(&config.policy.file), Some(&issuers.names()))?;
         Ok(Self {
             issuers,
             policy: RwLock::new(Arc::new(policy)),
-            signer,
-            xkey,
-            sources: config.token.sources.clone(),
             max_ttl: config.token.max_ttl.into(),
         })
     }
@@ -155,14 +138,6 @@ impl Authorizer {
 
     pub fn policy(&self) -> Arc<Policy> {
         self.policy.read().expect("policy lock").clone()
-    }
-
-    pub fn signer_public_key(&self) -> String {
-        self.signer.public_key()
-    }
-
-    pub fn xkey_public_key(&self) -> Option<String> {
-        self.xkey.as_ref().map(XKey::public_key)
     }
 
     /// Swaps in a new policy; on error the current one stays.
@@ -252,6 +227,50 @@ impl Authorizer {
         }
         exp
     }
+}
+
+impl Authorizer {
+    /// Builds an authorizer from config: signing keys, issuers, policy.
+    pub fn from_config(config: &Config) -> Result<Self, SetupError> {
+        let seed_path = config.resolve(&config.signing.issuer_seed_file);
+        let signer = KeyPair::from_seed(&read_seed(&seed_path)?)
+            .ok()
+            .filter(|k| k.key_pair_type() == nkeys::KeyPairType::Account)
+            .ok_or_else(|| SetupError::Key {
+                path: seed_path.display().to_string(),
+                reason: "not an account seed (SA…); create one with `keygen account`".into(),
+            })?;
+        let xkey = match &config.signing.xkey_seed_file {
+            None => None,
+            Some(p) => {
+                let path = config.resolve(p);
+                Some(
+                    XKey::from_seed(&read_seed(&path)?).map_err(|_| SetupError::Key {
+                        path: path.display().to_string(),
+                        reason: "not a curve seed (SX…); create one with `keygen xkey`".into(),
+                    })?,
+                )
+            }
+        };
+        Ok(Self {
+            decider: Decider::from_config(config)?,
+            signer,
+            xkey,
+            sources: config.token.sources.clone(),
+        })
+    }
+
+    pub fn decider(&self) -> &Decider {
+        &self.decider
+    }
+
+    pub fn signer_public_key(&self) -> String {
+        self.signer.public_key()
+    }
+
+    pub fn xkey_public_key(&self) -> Option<String> {
+        self.xkey.as_ref().map(XKey::public_key)
+    }
 
     /// Answers one raw request from `$SYS.REQ.USER.AUTH`.
     pub async fn respond(&self, payload: &[u8], server_xkey: Option<&str>) -> Reply {
@@ -286,7 +305,7 @@ impl Authorizer {
             host: Some(req.client_info.host.as_str()),
         };
         let outcome = match token {
-            Some(t) => self.decide(t, &conn, now).await,
+            Some(t) => self.decider.decide(t, &conn, now).await,
             None => Outcome::denied(TokenError::Missing),
         };
         let response = match &outcome.result {

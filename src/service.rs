@@ -42,7 +42,7 @@ pub enum ServiceError {
 pub async fn run(config: Config) -> Result<(), ServiceError> {
     let authorizer = Arc::new(Authorizer::from_config(&config)?);
     log_startup(&config, &authorizer).await;
-    authorizer.issuers().spawn_refresh();
+    authorizer.decider().issuers().spawn_refresh();
 
     let client = connect(&config).await?;
     let mut requests = client
@@ -130,21 +130,21 @@ pub async fn run(config: Config) -> Result<(), ServiceError> {
 
 fn reload(config: &Config, authorizer: &Authorizer) {
     let path = config.resolve(&config.policy.file);
-    match authorizer.reload_policy(&path) {
+    match authorizer.decider().reload_policy(&path) {
         Ok(p) => tracing::info!(rules = p.rule_count(), "policy reloaded"),
         Err(e) => tracing::error!(error = %e, "policy reload failed; keeping the previous policy"),
     }
 }
 
 async fn log_startup(config: &Config, authorizer: &Authorizer) {
-    for (name, result) in authorizer.issuers().load_all().await {
+    for (name, result) in authorizer.decider().issuers().load_all().await {
         match result {
             Ok(n) => tracing::info!(issuer = %name, keys = n, "issuer keys loaded"),
             Err(e) => tracing::warn!(issuer = %name, error = %e,
                 "issuer keys unavailable; its tokens are denied until a fetch succeeds"),
         }
     }
-    let policy = authorizer.policy();
+    let policy = authorizer.decider().policy();
     for w in policy.warnings() {
         tracing::warn!(warning = %w, "policy warning");
     }

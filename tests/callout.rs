@@ -81,6 +81,20 @@ async fn allowed_round_trip_and_permission_violations_without_xkey() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn keys_from_an_explicit_jwks_uri() {
+    let env = Env::start(EnvOptions {
+        issuer_extra: "jwks_uri = \"{idp}/jwks\"",
+        ..Default::default()
+    })
+    .await;
+    let client = connect_token(&env.nats.url(), &env.token("jack", "nats"))
+        .await
+        .expect("connects");
+    round_trip(&client, "app.jack.x").await;
+    assert!(env.idp.jwks_fetches() >= 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn token_in_password_field() {
     let env = Env::start(EnvOptions::default()).await;
     let client = connect_user_pass(&env.nats.url(), "anything", &env.token("carol", "nats"))

@@ -8,7 +8,7 @@ use std::process::ExitCode;
 use clap::Args;
 use serde_json::{json, Map, Value};
 
-use crate::authorize::{now_unix, Authorizer, Outcome};
+use crate::authorize::{now_unix, Decider, Outcome};
 use crate::policy::{permissions_json, Connection};
 
 #[derive(Args, Debug)]
@@ -35,7 +35,7 @@ pub fn run(args: CheckArgs) -> ExitCode {
         Ok(c) => c,
         Err(code) => return code,
     };
-    let authorizer = match Authorizer::from_config(&config) {
+    let decider = match Decider::from_config(&config) {
         Ok(a) => a,
         Err(e) => return super::bad(e),
     };
@@ -49,15 +49,15 @@ pub fn run(args: CheckArgs) -> ExitCode {
             Ok(c) => c,
             Err(e) => return super::bad(e),
         };
-        authorizer.decide_claims(claims, &conn, now)
+        decider.decide_claims(claims, &conn, now)
     } else {
         let token = match read_token(args.token.as_deref().unwrap_or_default()) {
             Ok(t) => t,
             Err(e) => return super::bad(e),
         };
         super::runtime().block_on(async {
-            authorizer.issuers().load_all().await;
-            authorizer.decide(&token, &conn, now).await
+            decider.issuers().load_all().await;
+            decider.decide(&token, &conn, now).await
         })
     };
     println!("{}", decision_json(&outcome));

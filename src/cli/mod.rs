@@ -140,13 +140,13 @@ fn validate(path: &Path) -> ExitCode {
     };
     match Authorizer::from_config(&config) {
         Ok(a) => {
-            for w in a.policy().warnings() {
+            for w in a.decider().policy().warnings() {
                 eprintln!("warning: {w}");
             }
             println!(
                 "ok: {} issuer(s), {} rule(s)",
-                a.issuers().names().len(),
-                a.policy().rule_count()
+                a.decider().issuers().names().len(),
+                a.decider().policy().rule_count()
             );
             ExitCode::SUCCESS
         }

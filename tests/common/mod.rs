@@ -390,7 +390,7 @@ pub fn write_secret(path: &Path, contents: &str) {
 pub struct EnvOptions<'a> {
     pub policy: &'a str,
     pub xkey: bool,
-    /// Extra lines for the `[[issuer]]` table.
+    /// Extra lines for the `[[issuer]]` table; `{idp}` stands for the IdP's URL.
     pub issuer_extra: &'a str,
     /// Lines for the `[token]` table (default: both token sources).
     pub token_extra: &'a str,
@@ -482,7 +482,7 @@ file = "policy.toml"
 "#,
             issuer = idp.issuer,
             token_extra = opts.token_extra,
-            issuer_extra = opts.issuer_extra,
+            issuer_extra = opts.issuer_extra.replace("{idp}", &idp.issuer),
         );
         let config_path = dir.path().join("callout.toml");
         std::fs::write(&config_path, config).unwrap();
