@@ -11,7 +11,7 @@ use serde_json::{Map, Value};
 
 use crate::config::{Config, TokenSource};
 use crate::issuer::{Issuers, TokenError, VerifiedToken};
-use crate::policy::{scopes, Connection, Grant, Identity, Policy, PolicyError};
+use crate::policy::{Connection, Grant, Identity, Policy, PolicyError};
 use crate::protocol::{
     decode_request, encode, open_request, seal_response, AuthorizationRequest,
     AuthorizationResponse, ClaimsData, NatsClaims, User,
@@ -174,17 +174,11 @@ impl Decider {
                 TokenError::UnknownIssuer(iss.to_owned())
             });
         };
-        let verified = VerifiedToken {
-            issuer: issuer.config.name.clone(),
-            scopes: scopes(&claims, &issuer.config.scope_claim),
-            subject: claims
-                .get("sub")
-                .and_then(Value::as_str)
-                .unwrap_or_default()
-                .to_owned(),
-            expires_at: claims.get("exp").and_then(Value::as_i64),
+        let verified = VerifiedToken::new(
+            issuer.config.name.clone(),
+            &issuer.config.scope_claim,
             claims,
-        };
+        );
         self.evaluate(&verified, conn, now)
     }
 

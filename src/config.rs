@@ -102,6 +102,9 @@ pub struct TokenConfig {
     /// Tokens longer than this are refused before any parsing.
     #[serde(default = "default_max_token_bytes")]
     pub max_token_bytes: usize,
+    /// Verified tokens kept in memory (reconnect storms cost no signature checks).
+    #[serde(default = "default_cache_size")]
+    pub cache_size: u64,
 }
 
 impl Default for TokenConfig {
@@ -110,6 +113,7 @@ impl Default for TokenConfig {
             sources: default_sources(),
             max_ttl: default_max_ttl(),
             max_token_bytes: default_max_token_bytes(),
+            cache_size: default_cache_size(),
         }
     }
 }
@@ -120,6 +124,10 @@ fn default_sources() -> Vec<TokenSource> {
 
 fn default_max_ttl() -> HumanDuration {
     HumanDuration(Duration::from_secs(3600))
+}
+
+fn default_cache_size() -> u64 {
+    100_000
 }
 
 fn default_max_token_bytes() -> usize {

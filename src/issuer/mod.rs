@@ -5,6 +5,7 @@ mod jwks;
 mod local;
 
 use std::str::FromStr;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -14,10 +15,12 @@ use jsonwebtoken::errors::ErrorKind;
 use jsonwebtoken::{Algorithm, Validation};
 use serde::Deserialize;
 use serde_json::{Map, Value};
+use sha2::{Digest, Sha256};
 
 pub use jwks::{check_url, JwksError, KeySet, KeySource, KeyStore, NoKey, MAX_DOCUMENT_BYTES};
 pub use local::{jwks, LocalKey, LocalKeyError};
 
+use crate::authorize::now_unix;
 use crate::config::{Config, IssuerConfig};
 use crate::policy::scopes;
 
@@ -81,6 +84,22 @@ pub struct VerifiedToken {
     pub expires_at: Option<i64>,
 }
 
+impl VerifiedToken {
+    pub fn new(issuer: String, scope_claim: &str, claims: Map<String, Value>) -> Self {
+        Self {
+            issuer,
+            scopes: scopes(&claims, scope_claim),
+            subject: claims
+                .get("sub")
+                .and_then(Value::as_str)
+                .unwrap_or_default()
+                .to_owned(),
+            expires_at: claims.get("exp").and_then(Value::as_i64),
+            claims,
+        }
+    }
+}
+
 pub struct Issuer {
     pub config: IssuerConfig,
     pub keys: KeyStore,
@@ -90,6 +109,32 @@ pub struct Issuer {
 pub struct Issuers {
     list: Vec<Arc<Issuer>>,
     max_token_bytes: usize,
+    /// Verified tokens by SHA-256 of the token, so a reconnect storm with
+    /// one token costs one signature check.
+    cache: moka::future::Cache<[u8; 32], Cached>,
+    signature_checks: AtomicU64,
+}
+
+/// A cache entry and how long it may live: never past the token's `exp`,
+/// and never past one key refresh interval, so a key the IdP withdrew stops
+/// being honoured within that interval.
+#[derive(Clone)]
+struct Cached {
+    token: Arc<VerifiedToken>,
+    ttl: Duration,
+}
+
+struct CacheExpiry;
+
+impl moka::Expiry<[u8; 32], Cached> for CacheExpiry {
+    fn expire_after_create(
+        &self,
+        _: &[u8; 32],
+        v: &Cached,
+        _: std::time::Instant,
+    ) -> Option<Duration> {
+        Some(v.ttl)
+    }
 }
 
 #[derive(Deserialize)]
@@ -137,6 +182,11 @@ impl Issuers {
         Ok(Self {
             list,
             max_token_bytes: config.token.max_token_bytes,
+            cache: moka::future::Cache::builder()
+                .max_capacity(config.token.cache_size)
+                .expire_after(CacheExpiry)
+                .build(),
+            signature_checks: AtomicU64::new(0),
         })
     }
 
@@ -192,14 +242,43 @@ impl Issuers {
         }
     }
 
-    /// Verifies a bearer token exactly as `serve` does.
-    pub async fn validate(&self, token: &str) -> Result<VerifiedToken, TokenError> {
+    /// Verifies a bearer token exactly as `serve` does. Identical tokens
+    /// arriving together are verified once (single flight) and then served
+    /// from the cache; failures are never cached.
+    pub async fn validate(&self, token: &str) -> Result<Arc<VerifiedToken>, TokenError> {
         if token.is_empty() {
             return Err(TokenError::Missing);
         }
         if token.len() > self.max_token_bytes {
             return Err(TokenError::TooLarge(self.max_token_bytes));
         }
+        let key: [u8; 32] = Sha256::digest(token.as_bytes()).into();
+        if let Some(hit) = self.cache.get(&key).await {
+            if hit.token.expires_at.is_some_and(|exp| exp > now_unix()) {
+                return Ok(hit.token);
+            }
+        }
+        self.cache
+            .try_get_with(key, async {
+                let (token, refresh) = self.verify(token).await?;
+                let left = token.expires_at.map_or(0, |exp| exp - now_unix()).max(0) as u64;
+                Ok::<_, TokenError>(Cached {
+                    token: Arc::new(token),
+                    ttl: Duration::from_secs(left).min(refresh),
+                })
+            })
+            .await
+            .map(|c| c.token)
+            .map_err(|e| (*e).clone())
+    }
+
+    /// Tokens whose signature was actually checked (cache misses).
+    pub fn signature_checks(&self) -> u64 {
+        self.signature_checks.load(Ordering::Relaxed)
+    }
+
+    /// The uncached check; returns the token and its issuer's refresh interval.
+    async fn verify(&self, token: &str) -> Result<(VerifiedToken, Duration), TokenError> {
         let mut parts = token.split('.');
         let (Some(h), Some(p), Some(_), None) =
             (parts.next(), parts.next(), parts.next(), parts.next())
@@ -284,20 +363,11 @@ impl Issuers {
         validation.set_issuer(&[&issuer.config.issuer]);
         validation.set_required_spec_claims(&["exp", "iss", "aud"]);
         validation.validate_nbf = true;
+        self.signature_checks.fetch_add(1, Ordering::Relaxed);
         let data = jsonwebtoken::decode::<Map<String, Value>>(token, &entry.key, &validation)
             .map_err(|e| map_jwt_error(e.into_kind()))?;
-        let claims = data.claims;
-        Ok(VerifiedToken {
-            issuer: name.clone(),
-            scopes: scopes(&claims, &issuer.config.scope_claim),
-            subject: claims
-                .get("sub")
-                .and_then(Value::as_str)
-                .unwrap_or_default()
-                .to_owned(),
-            expires_at: claims.get("exp").and_then(Value::as_i64),
-            claims,
-        })
+        let verified = VerifiedToken::new(name.clone(), &issuer.config.scope_claim, data.claims);
+        Ok((verified, issuer.config.jwks_refresh.into()))
     }
 }
 

@@ -58,7 +58,7 @@ fn with(mut base: Value, key: &str, v: Value) -> Value {
     base
 }
 
-async fn check(f: &Fixture, token: &str) -> Result<VerifiedToken, TokenError> {
+async fn check(f: &Fixture, token: &str) -> Result<std::sync::Arc<VerifiedToken>, TokenError> {
     f.issuers.load_all().await;
     f.issuers.validate(token).await
 }
@@ -237,4 +237,36 @@ async fn scp_array_scopes() {
     let c = with(claims(), "scp", json!(["nats:pub", "nats:sub"]));
     let v = check(&f, &f.rsa.sign(&c)).await.unwrap();
     assert_eq!(v.scopes, vec!["nats:pub", "nats:sub"]);
+}
+
+#[tokio::test]
+async fn identical_tokens_are_verified_once_until_they_expire() {
+    let f = fixture(&[], "");
+    f.issuers.load_all().await;
+    let token = f.rsa.sign(&with(claims(), "exp", json!(now_unix() + 1)));
+    let issuers = &f.issuers;
+    let all = futures::future::join_all((0..50).map(|_| issuers.validate(&token))).await;
+    assert!(all.iter().all(Result::is_ok));
+    assert_eq!(issuers.signature_checks(), 1, "single flight + cache");
+    assert!(issuers.validate(&token).await.is_ok());
+    assert_eq!(issuers.signature_checks(), 1);
+
+    // Past its exp the entry is not served; within leeway it verifies again.
+    tokio::time::sleep(std::time::Duration::from_millis(2100)).await;
+    assert!(issuers.validate(&token).await.is_ok());
+    assert_eq!(issuers.signature_checks(), 2);
+}
+
+#[tokio::test]
+async fn failures_are_not_cached() {
+    let f = fixture(&[], "");
+    f.issuers.load_all().await;
+    let bad = f.rsa.sign(&with(claims(), "aud", json!("nope")));
+    for _ in 0..3 {
+        assert_eq!(
+            f.issuers.validate(&bad).await.unwrap_err(),
+            TokenError::Audience
+        );
+    }
+    assert_eq!(f.issuers.signature_checks(), 3);
 }
