@@ -172,6 +172,16 @@ pub struct IssuerConfig {
     /// Allow plain-http discovery/JWKS on a non-loopback host.
     #[serde(default)]
     pub allow_insecure_http: bool,
+    /// Keys not refreshed for this long (an IdP outage) stop being used.
+    #[serde(default = "default_max_stale")]
+    pub jwks_max_stale: HumanDuration,
+    /// Required JWT header `typ`, e.g. "at+jwt" for RFC 9068 access tokens.
+    pub require_typ: Option<String>,
+    /// Claims every token must carry (besides exp, iss, aud).
+    #[serde(default)]
+    pub required_claims: Vec<String>,
+    /// Refuse tokens issued (`iat`) longer ago than this; requires `iat`.
+    pub max_token_age: Option<HumanDuration>,
 }
 
 /// Which of the three key sources an issuer uses.
@@ -206,6 +216,10 @@ fn default_scope_claim() -> String {
 
 fn default_jwks_refresh() -> HumanDuration {
     HumanDuration(Duration::from_secs(600))
+}
+
+fn default_max_stale() -> HumanDuration {
+    HumanDuration(Duration::from_secs(24 * 3600))
 }
 
 fn default_kid_refetch() -> HumanDuration {

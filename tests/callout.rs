@@ -363,3 +363,41 @@ async fn sighup_reloads_the_policy_and_keeps_it_when_the_new_one_is_broken() {
         .expect("previous policy still in force");
     round_trip(&client, "app.ivan.x").await;
 }
+
+/// Connects `tokens` at concurrency 32; returns how many were accepted.
+async fn storm(url: &str, tokens: Vec<String>) -> usize {
+    futures::stream::iter(tokens)
+        .map(|t| {
+            let url = url.to_owned();
+            async move { connect_token(&url, &t).await.is_ok() }
+        })
+        .buffer_unordered(32)
+        .filter(|ok| futures::future::ready(*ok))
+        .count()
+        .await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unknown_kid_flood_and_same_token_storm_cost_at_most_one_fetch() {
+    let env = Env::start(EnvOptions::default()).await;
+    let url = env.nats.url();
+    let before = env.idp.jwks_fetches();
+    let forged: Vec<String> = (0..1000)
+        .map(|i| {
+            let mut h = Header::new(Algorithm::RS256);
+            h.kid = Some(format!("made-up-{i}"));
+            env.key.sign_with_header(&h, &env.claims("mallory", "nats"))
+        })
+        .collect();
+    assert_eq!(storm(&url, forged).await, 0, "no forged kid may connect");
+    let flood_fetches = env.idp.jwks_fetches() - before;
+    eprintln!("JWKS fetches during a 1000-unknown-kid flood: {flood_fetches}");
+    assert!(flood_fetches <= 1, "{flood_fetches} fetches");
+
+    let before = env.idp.jwks_fetches();
+    let token = env.token("storm", "nats");
+    assert_eq!(storm(&url, vec![token; 1000]).await, 1000);
+    let storm_fetches = env.idp.jwks_fetches() - before;
+    eprintln!("JWKS fetches during a 1000-connect same-token storm: {storm_fetches}");
+    assert_eq!(storm_fetches, 0);
+}

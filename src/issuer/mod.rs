@@ -71,6 +71,12 @@ pub enum TokenError {
     MissingClaim(String),
     #[error("claim {0} has an invalid format")]
     ClaimFormat(String),
+    #[error("keys for issuer {issuer:?} are stale (last refreshed {age_secs} s ago)")]
+    StaleKeys { issuer: String, age_secs: u64 },
+    #[error("token typ is {found:?}, expected {expected:?}")]
+    Typ { found: String, expected: String },
+    #[error("token is too old (issued {age_secs} s ago)")]
+    TooOld { age_secs: i64 },
 }
 
 /// A token whose signature and registered claims were verified.
@@ -140,6 +146,7 @@ impl moka::Expiry<[u8; 32], Cached> for CacheExpiry {
 #[derive(Deserialize)]
 struct Header {
     alg: String,
+    typ: Option<String>,
     kid: Option<String>,
     jku: Option<Value>,
     x5u: Option<Value>,
@@ -334,6 +341,24 @@ impl Issuers {
                 .await
                 .ok_or_else(|| TokenError::KeysUnavailable(name.clone()))?,
         };
+        let age = keys.fetched_at.elapsed();
+        if age > Duration::from(issuer.config.jwks_max_stale) {
+            return Err(TokenError::StaleKeys {
+                issuer: name.clone(),
+                age_secs: age.as_secs(),
+            });
+        }
+        if let Some(expected) = &issuer.config.require_typ {
+            let found = header.typ.as_deref().unwrap_or_default();
+            // RFC 9068: "at+jwt", also written "application/at+jwt".
+            let found_bare = found.strip_prefix("application/").unwrap_or(found);
+            if !found_bare.eq_ignore_ascii_case(expected) {
+                return Err(TokenError::Typ {
+                    found: truncate(found),
+                    expected: expected.clone(),
+                });
+            }
+        }
         let kid = header.kid.as_deref();
         let no_key = |e: NoKey| match e {
             NoKey::UnknownKid => TokenError::UnknownKid {
@@ -362,11 +387,33 @@ impl Issuers {
         validation.set_audience(&issuer.config.audience.to_vec());
         validation.set_issuer(&[&issuer.config.issuer]);
         validation.set_required_spec_claims(&["exp", "iss", "aud"]);
+        if issuer.config.max_token_age.is_some() {
+            validation.required_spec_claims.insert("iat".to_owned());
+        }
         validation.validate_nbf = true;
         self.signature_checks.fetch_add(1, Ordering::Relaxed);
         let data = jsonwebtoken::decode::<Map<String, Value>>(token, &entry.key, &validation)
             .map_err(|e| map_jwt_error(e.into_kind()))?;
-        let verified = VerifiedToken::new(name.clone(), &issuer.config.scope_claim, data.claims);
+        let claims = data.claims;
+        if let Some(missing) = issuer
+            .config
+            .required_claims
+            .iter()
+            .find(|c| crate::policy::lookup(&claims, c).is_none())
+        {
+            return Err(TokenError::MissingClaim(missing.clone()));
+        }
+        if let Some(max_age) = issuer.config.max_token_age {
+            let iat = claims
+                .get("iat")
+                .and_then(Value::as_i64)
+                .ok_or_else(|| TokenError::MissingClaim("iat".into()))?;
+            let age = now_unix() - iat;
+            if age > Duration::from(max_age).as_secs() as i64 {
+                return Err(TokenError::TooOld { age_secs: age });
+            }
+        }
+        let verified = VerifiedToken::new(name.clone(), &issuer.config.scope_claim, claims);
         Ok((verified, issuer.config.jwks_refresh.into()))
     }
 }

@@ -270,3 +270,58 @@ async fn failures_are_not_cached() {
     }
     assert_eq!(f.issuers.signature_checks(), 3);
 }
+
+#[tokio::test]
+async fn rfc9068_typ_required_claims_and_max_age() {
+    let f = fixture(
+        &[],
+        "require_typ = \"at+jwt\"\nrequired_claims = [\"client_id\"]\nmax_token_age = \"1m\"",
+    );
+    let c = with(claims(), "client_id", json!("app-1"));
+    let mut at = Header::new(Algorithm::RS256);
+    at.kid = Some(f.rsa.kid.clone());
+    at.typ = Some("at+jwt".into());
+    assert!(check(&f, &f.rsa.sign_with_header(&at, &c)).await.is_ok());
+    at.typ = Some("application/at+jwt".into());
+    assert!(check(&f, &f.rsa.sign_with_header(&at, &c)).await.is_ok());
+
+    let plain = f.rsa.sign(&c);
+    assert!(matches!(
+        check(&f, &plain).await.unwrap_err(),
+        TokenError::Typ { .. }
+    ));
+
+    at.typ = Some("at+jwt".into());
+    let no_client = f.rsa.sign_with_header(&at, &claims());
+    assert_eq!(
+        check(&f, &no_client).await.unwrap_err(),
+        TokenError::MissingClaim("client_id".into())
+    );
+    let old = with(c.clone(), "iat", json!(now_unix() - 3600));
+    assert!(matches!(
+        check(&f, &f.rsa.sign_with_header(&at, &old))
+            .await
+            .unwrap_err(),
+        TokenError::TooOld { .. }
+    ));
+    let mut no_iat = c;
+    no_iat.as_object_mut().unwrap().remove("iat");
+    assert_eq!(
+        check(&f, &f.rsa.sign_with_header(&at, &no_iat))
+            .await
+            .unwrap_err(),
+        TokenError::MissingClaim("iat".into())
+    );
+}
+
+#[tokio::test]
+async fn stale_keys_stop_being_used() {
+    let f = fixture(&[], "jwks_max_stale = \"1s\"");
+    let token = f.rsa.sign(&claims());
+    f.issuers.load_all().await;
+    tokio::time::sleep(std::time::Duration::from_millis(1200)).await;
+    assert!(matches!(
+        f.issuers.validate(&token).await.unwrap_err(),
+        TokenError::StaleKeys { .. }
+    ));
+}
