@@ -401,3 +401,47 @@ async fn unknown_kid_flood_and_same_token_storm_cost_at_most_one_fetch() {
     eprintln!("JWKS fetches during a 1000-connect same-token storm: {storm_fetches}");
     assert_eq!(storm_fetches, 0);
 }
+
+/// NATS reads an empty allow list as "no restriction"; a policy that grants
+/// only subscriptions must not leave publishing open.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_direction_without_grants_is_closed_not_open() {
+    let env = Env::start(EnvOptions {
+        policy: "[defaults]\naccount = \"APP\"\n[permissions.reader]\nsub = { allow = [\"metrics.>\"] }\n\
+                 [[rules]]\nname = \"readers\"\nscopes = [\"nats\"]\ngrant = [\"reader\"]\n",
+        ..Default::default()
+    })
+    .await;
+    let mut client = connect_token(&env.nats.url(), &env.token("kim", "nats"))
+        .await
+        .expect("connects");
+    client
+        .nats
+        .publish("anything.at.all", "x".into())
+        .await
+        .unwrap();
+    client.nats.flush().await.unwrap();
+    client
+        .expect_error(
+            "Permissions Violation for Publish to \"anything.at.all\"",
+            SHORT,
+        )
+        .await;
+    let _sub = client.nats.subscribe("metrics.cpu").await.unwrap();
+    client.nats.flush().await.unwrap();
+    let _other = client.nats.subscribe("secrets.>").await.unwrap();
+    client.nats.flush().await.unwrap();
+    client
+        .expect_error(
+            "Permissions Violation for Subscription to \"secrets.>\"",
+            SHORT,
+        )
+        .await;
+    assert!(
+        client
+            .errors_so_far()
+            .iter()
+            .all(|e| !e.contains("metrics.cpu")),
+        "allowed subscription refused"
+    );
+}

@@ -59,7 +59,7 @@ fn example_policy_ci_main_branch_only() {
         v["permissions"],
         json!({
             "pub": {"allow": ["deploy.acme.>"], "deny": ["deploy.*.prod"]},
-            "sub": {"allow": [], "deny": []},
+            "sub": {"allow": [], "deny": [">"]},
             "resp": null
         })
     );

@@ -200,12 +200,22 @@ impl Policy {
                 }
             }
         }
+        close_empty(&mut permissions.publish);
+        close_empty(&mut permissions.subscribe);
         Ok(Grant {
             account,
             rules: matched.iter().map(|r| r.name.clone()).collect(),
             permissions,
             ttl,
         })
+    }
+}
+
+/// nats-server reads a direction with no allow list as unrestricted, so a
+/// grant of nothing is written as an explicit deny of everything.
+fn close_empty(p: &mut Permission) {
+    if p.allow.is_empty() {
+        p.deny = vec![">".to_owned()];
     }
 }
 

@@ -276,3 +276,20 @@ fn publish_everything_is_warned() {
         p.warnings()
     );
 }
+
+#[test]
+fn a_direction_with_no_allow_is_denied_entirely() {
+    let g = eval(
+        &policy(SPEC_POLICY),
+        "corp",
+        json!({"sub": "svc-42"}),
+        &["nats:metrics"],
+    )
+    .unwrap();
+    assert!(g.permissions.subscribe.deny.is_empty());
+    let ci =
+        json!({"repository": "acme/api", "ref": "refs/heads/main", "repository_owner": "acme"});
+    let g = eval(&policy(SPEC_POLICY), "github-actions", ci, &[]).unwrap();
+    assert!(g.permissions.subscribe.allow.is_empty());
+    assert_eq!(g.permissions.subscribe.deny, vec![">"]);
+}
