@@ -445,3 +445,47 @@ async fn a_direction_without_grants_is_closed_not_open() {
         "allowed subscription refused"
     );
 }
+
+/// `resp` lets a service answer requests without any publish grant.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn responders_reply_through_resp_permissions() {
+    let env = Env::start(EnvOptions {
+        policy: r#"
+[defaults]
+account = "APP"
+[permissions.responder]
+sub = { allow = ["svc.echo"] }
+resp = { max = 1, ttl = "5s" }
+[permissions.requester]
+pub = { allow = ["svc.echo"] }
+sub = { allow = ["_INBOX.>"] }
+[[rules]]
+name = "responders"
+scopes = ["responder"]
+grant = ["responder"]
+[[rules]]
+name = "requesters"
+scopes = ["requester"]
+grant = ["requester"]
+"#,
+        ..Default::default()
+    })
+    .await;
+    let url = env.nats.url();
+    let responder = connect_token(&url, &env.token("svc", "responder")).await.unwrap();
+    let mut requests = responder.nats.subscribe("svc.echo").await.unwrap();
+    responder.nats.flush().await.unwrap();
+    let nc = responder.nats.clone();
+    tokio::spawn(async move {
+        if let Some(m) = requests.next().await {
+            let _ = nc.publish(m.reply.unwrap(), m.payload).await;
+            let _ = nc.flush().await;
+        }
+    });
+    let requester = connect_token(&url, &env.token("app", "requester")).await.unwrap();
+    let reply = tokio::time::timeout(SHORT, requester.nats.request("svc.echo", "hi".into()))
+        .await
+        .expect("reply within 5 s")
+        .expect("request answered");
+    assert_eq!(reply.payload.as_ref(), b"hi");
+}
