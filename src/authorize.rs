@@ -11,7 +11,7 @@ use serde_json::{Map, Value};
 
 use crate::config::{Config, TokenSource};
 use crate::issuer::{Issuers, TokenError, VerifiedToken};
-use crate::policy::{Connection, Grant, Identity, Policy, PolicyError};
+use crate::policy::{Connection, Grant, Identity, Origin, Policy, PolicyError, RuleTrace};
 use crate::protocol::{
     decode_request, encode, open_request, seal_response, AuthorizationRequest,
     AuthorizationResponse, ClaimsData, NatsClaims, User,
@@ -30,6 +30,8 @@ pub struct Outcome {
     pub issuer: Option<String>,
     pub subject: Option<String>,
     pub result: Result<Approval, String>,
+    /// Per-rule verdicts and subject origins, when asked for (`--explain`).
+    pub trace: Option<(Vec<RuleTrace>, Vec<Origin>)>,
 }
 
 impl Outcome {
@@ -38,6 +40,7 @@ impl Outcome {
             issuer: None,
             subject: None,
             result: Err(reason.to_string()),
+            trace: None,
         }
     }
 }
@@ -148,9 +151,15 @@ impl Decider {
     }
 
     /// Validates a token and evaluates the policy, as for a connection.
-    pub async fn decide(&self, token: &str, conn: &Connection<'_>, now: i64) -> Outcome {
+    pub async fn decide(
+        &self,
+        token: &str,
+        conn: &Connection<'_>,
+        now: i64,
+        explain: bool,
+    ) -> Outcome {
         match self.issuers.validate(token).await {
-            Ok(verified) => self.evaluate(&verified, conn, now),
+            Ok(verified) => self.evaluate(&verified, conn, now, explain),
             Err(e) => Outcome::denied(e),
         }
     }
@@ -162,6 +171,7 @@ impl Decider {
         claims: Map<String, Value>,
         conn: &Connection<'_>,
         now: i64,
+        explain: bool,
     ) -> Outcome {
         let iss = claims
             .get("iss")
@@ -179,31 +189,41 @@ impl Decider {
             &issuer.config.scope_claim,
             claims,
         );
-        self.evaluate(&verified, conn, now)
+        self.evaluate(&verified, conn, now, explain)
     }
 
-    fn evaluate(&self, token: &VerifiedToken, conn: &Connection<'_>, now: i64) -> Outcome {
+    fn evaluate(
+        &self,
+        token: &VerifiedToken,
+        conn: &Connection<'_>,
+        now: i64,
+        explain: bool,
+    ) -> Outcome {
         let identity = Identity {
             issuer: &token.issuer,
             claims: &token.claims,
             scopes: &token.scopes,
         };
-        let result = self
-            .policy()
-            .evaluate(&identity, conn)
-            .map_err(|d| d.to_string())
-            .and_then(|grant| {
-                let expires_at = self.expiry(&grant, token.expires_at, now);
-                if expires_at <= now {
-                    Err("token expires too soon to issue a user".to_owned())
-                } else {
-                    Ok(Approval { grant, expires_at })
-                }
-            });
+        let policy = self.policy();
+        let (evaluated, trace) = if explain {
+            let e = policy.explain(&identity, conn);
+            (e.result, Some((e.rules, e.origins)))
+        } else {
+            (policy.evaluate(&identity, conn), None)
+        };
+        let result = evaluated.map_err(|d| d.to_string()).and_then(|grant| {
+            let expires_at = self.expiry(&grant, token.expires_at, now);
+            if expires_at <= now {
+                Err("token expires too soon to issue a user".to_owned())
+            } else {
+                Ok(Approval { grant, expires_at })
+            }
+        });
         Outcome {
             issuer: Some(token.issuer.clone()),
             subject: Some(token.subject.clone()),
             result,
+            trace,
         }
     }
 
@@ -299,7 +319,7 @@ impl Authorizer {
             host: Some(req.client_info.host.as_str()),
         };
         let outcome = match token {
-            Some(t) => self.decider.decide(t, &conn, now).await,
+            Some(t) => self.decider.decide(t, &conn, now, false).await,
             None => Outcome::denied(TokenError::Missing),
         };
         let response = match &outcome.result {

@@ -472,7 +472,9 @@ grant = ["requester"]
     })
     .await;
     let url = env.nats.url();
-    let responder = connect_token(&url, &env.token("svc", "responder")).await.unwrap();
+    let responder = connect_token(&url, &env.token("svc", "responder"))
+        .await
+        .unwrap();
     let mut requests = responder.nats.subscribe("svc.echo").await.unwrap();
     responder.nats.flush().await.unwrap();
     let nc = responder.nats.clone();
@@ -482,7 +484,9 @@ grant = ["requester"]
             let _ = nc.flush().await;
         }
     });
-    let requester = connect_token(&url, &env.token("app", "requester")).await.unwrap();
+    let requester = connect_token(&url, &env.token("app", "requester"))
+        .await
+        .unwrap();
     let reply = tokio::time::timeout(SHORT, requester.nats.request("svc.echo", "hi".into()))
         .await
         .expect("reply within 5 s")

@@ -14,15 +14,21 @@ fn root() -> PathBuf {
 
 /// Runs `check --claims` and returns (exit code, decision JSON).
 fn check(config: &str, claims: &str) -> (i32, Value) {
+    check_with(config, claims, &[])
+}
+
+fn check_with(config: &str, claims: &str, extra: &[&str]) -> (i32, Value) {
     let config = root().join("policies").join(config);
     let claims = root().join("tests/fixtures/claims").join(claims);
-    let o = run_cli(&[
+    let mut args = vec![
         "check",
         "--config",
         config.to_str().unwrap(),
         "--claims",
         claims.to_str().unwrap(),
-    ]);
+    ];
+    args.extend_from_slice(extra);
+    let o = run_cli(&args);
     let out = String::from_utf8_lossy(&o.stdout);
     let v = serde_json::from_str(&out).unwrap_or_else(|e| {
         panic!(
@@ -67,4 +73,35 @@ fn example_policy_ci_main_branch_only() {
     let (code, v) = check("example.callout.toml", "github-tag.json");
     assert_eq!(code, 1);
     assert_eq!(v["error"], "no rule grants access");
+}
+
+#[test]
+fn explain_shows_rule_verdicts_and_subject_origins() {
+    let (code, v) = check_with("example.callout.toml", "corp-metrics.json", &["--explain"]);
+    assert_eq!(code, 0);
+    let rules = &v["explain"]["rules"];
+    assert_eq!(
+        rules[0],
+        json!({"rule": "metrics-readers", "matched": true, "reason": null})
+    );
+    assert_eq!(
+        rules[1],
+        json!({"rule": "ci-main", "matched": false,
+               "reason": "issuer is \"corp\", rule wants \"github-actions\""})
+    );
+    let origins = v["explain"]["origins"].as_array().unwrap();
+    assert!(
+        origins.contains(&json!({"list": "sub.allow", "subject": "metrics.>",
+        "rule": "metrics-readers", "via": "permission set \"metrics-reader\""})),
+        "{origins:?}"
+    );
+
+    let (code, v) = check_with("example.callout.toml", "github-tag.json", &["--explain"]);
+    assert_eq!(code, 1);
+    assert_eq!(
+        v["explain"]["rules"][1]["reason"],
+        "claim \"ref\" does not match [\"refs/heads/*\"]"
+    );
+    let (_, plain) = check("example.callout.toml", "github-tag.json");
+    assert!(plain.get("explain").is_none());
 }

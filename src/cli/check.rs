@@ -28,6 +28,9 @@ pub struct CheckArgs {
     /// Client address to assume, for rules with `source_cidrs`.
     #[arg(long)]
     client_host: Option<String>,
+    /// Add each rule's verdict (and why) and each subject's origin.
+    #[arg(long)]
+    explain: bool,
 }
 
 pub fn run(args: CheckArgs) -> ExitCode {
@@ -49,7 +52,7 @@ pub fn run(args: CheckArgs) -> ExitCode {
             Ok(c) => c,
             Err(e) => return super::bad(e),
         };
-        decider.decide_claims(claims, &conn, now)
+        decider.decide_claims(claims, &conn, now, args.explain)
     } else {
         let token = match read_token(args.token.as_deref().unwrap_or_default()) {
             Ok(t) => t,
@@ -57,7 +60,7 @@ pub fn run(args: CheckArgs) -> ExitCode {
         };
         super::runtime().block_on(async {
             decider.issuers().load_all().await;
-            decider.decide(&token, &conn, now).await
+            decider.decide(&token, &conn, now, args.explain).await
         })
     };
     println!("{}", decision_json(&outcome));
@@ -105,6 +108,22 @@ fn read_token(arg: &str) -> Result<String, String> {
 
 /// The JSON that `check` prints (keys may be added, never removed).
 pub fn decision_json(o: &Outcome) -> Value {
+    let mut v = outcome_json(o);
+    if let Some((rules, origins)) = &o.trace {
+        let rules: Vec<Value> = rules
+            .iter()
+            .map(|r| json!({"rule": r.rule, "matched": r.matched, "reason": r.reason}))
+            .collect();
+        let origins: Vec<Value> = origins
+            .iter()
+            .map(|o| json!({"list": o.list, "subject": o.subject, "rule": o.rule, "via": o.via}))
+            .collect();
+        v["explain"] = json!({"rules": rules, "origins": origins});
+    }
+    v
+}
+
+fn outcome_json(o: &Outcome) -> Value {
     match &o.result {
         Ok(a) => json!({
             "allowed": true,

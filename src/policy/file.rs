@@ -9,7 +9,8 @@ use serde::Deserialize;
 use serde_spanned::Spanned;
 
 use super::{
-    PermissionSet, Policy, Rule, SubjectTemplate, TemplatePermission, CONNECTION_TYPES, DEFAULT_TTL,
+    PermissionSet, Policy, Rule, ScopeMapping, SubjectTemplate, TemplatePermission,
+    CONNECTION_TYPES, DEFAULT_TTL,
 };
 use crate::duration::HumanDuration;
 use crate::location::{LocatedError, Location};
@@ -80,6 +81,7 @@ struct RuleFile {
     scopes: Vec<String>,
     #[serde(default)]
     claims: BTreeMap<String, Spanned<Patterns>>,
+    #[serde(default)]
     grant: Vec<Spanned<String>>,
     account: Option<Spanned<String>>,
     ttl: Option<HumanDuration>,
@@ -87,7 +89,21 @@ struct RuleFile {
     connection_types: Vec<Spanned<String>>,
     #[serde(default)]
     source_cidrs: Vec<Spanned<String>>,
+    scope_permissions: Option<Spanned<ScopeMappingFile>>,
 }
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ScopeMappingFile {
+    pub_prefix: Option<String>,
+    sub_prefix: Option<String>,
+    ceiling: Spanned<String>,
+}
+
+/// Registered claims whose values always contain `.`, `/` or spaces.
+const NEVER_A_TOKEN: [&str; 3] = ["iss", "scope", "scp"];
+/// Registered claims that differ in every token.
+const CHANGES_EVERY_TOKEN: [&str; 4] = ["exp", "iat", "nbf", "jti"];
 
 struct Compiler<'a> {
     path: &'a Path,
@@ -112,7 +128,17 @@ impl Compiler<'_> {
         let mut out = Vec::new();
         for s in subjects {
             match SubjectTemplate::parse(s.get_ref()) {
-                Ok(t) => out.push(t),
+                Ok(t) => {
+                    for claim in t.claims() {
+                        if NEVER_A_TOKEN.contains(&claim) {
+                            self.error(s, format!("{{claim.{claim}}} can never be a single subject token (it holds a URL or a list)"));
+                        } else if CHANGES_EVERY_TOKEN.contains(&claim) {
+                            let at = self.locate(s);
+                            self.warnings.push(format!("{at}: {{claim.{claim}}} changes with every token; subjects built from it are unpredictable"));
+                        }
+                    }
+                    out.push(t)
+                }
                 Err(e) => self.error(s, e),
             }
         }
@@ -205,9 +231,6 @@ pub(super) fn compile(
                 );
             }
         }
-        if r.grant.is_empty() {
-            c.error(spanned, format!("rule {:?} grants nothing", r.name));
-        }
         for g in &r.grant {
             if !sets.contains_key(g.get_ref()) {
                 c.error(
@@ -267,6 +290,62 @@ pub(super) fn compile(
             }
             claims.push((name.clone(), list));
         }
+        let scope_permissions = r.scope_permissions.as_ref().map(|m| {
+            let body = m.get_ref();
+            if !sets.contains_key(body.ceiling.get_ref()) {
+                c.error(
+                    &body.ceiling,
+                    format!(
+                        "rule {:?}: ceiling {:?} is not a defined permission set",
+                        r.name,
+                        body.ceiling.get_ref()
+                    ),
+                );
+            }
+            if body.pub_prefix.is_none() && body.sub_prefix.is_none() {
+                c.error(
+                    m,
+                    format!(
+                        "rule {:?}: scope_permissions needs pub_prefix or sub_prefix",
+                        r.name
+                    ),
+                );
+            }
+            if [&body.pub_prefix, &body.sub_prefix]
+                .into_iter()
+                .flatten()
+                .any(|p| p.is_empty() || p.chars().any(char::is_whitespace))
+            {
+                c.error(
+                    m,
+                    format!(
+                        "rule {:?}: scope prefixes must be non-empty and without spaces",
+                        r.name
+                    ),
+                );
+            }
+            ScopeMapping {
+                pub_prefix: body.pub_prefix.clone(),
+                sub_prefix: body.sub_prefix.clone(),
+                ceiling: body.ceiling.get_ref().clone(),
+            }
+        });
+        if r.grant.is_empty() && scope_permissions.is_none() {
+            c.error(spanned, format!("rule {:?} grants nothing", r.name));
+        }
+        if let Some(s) = r
+            .scopes
+            .iter()
+            .find(|s| s.is_empty() || s.chars().any(char::is_whitespace))
+        {
+            c.error(
+                spanned,
+                format!(
+                    "rule {:?}: scope {s:?} can never be granted (scopes are single words)",
+                    r.name
+                ),
+            );
+        }
         if r.ttl.is_some_and(|t| t.0.is_zero()) {
             c.error(spanned, format!("rule {:?}: ttl must be positive", r.name));
         }
@@ -284,7 +363,35 @@ pub(super) fn compile(
                 .map(|t| t.get_ref().clone())
                 .collect(),
             source_cidrs: cidrs,
+            scope_permissions,
         });
+    }
+    let effective = |r: &Rule| r.account.clone().or_else(|| default_account.clone());
+    for (i, r) in rules.iter().enumerate() {
+        let unconditional = r.issuer.is_none()
+            && r.scopes.is_empty()
+            && r.claims.is_empty()
+            && r.connection_types.is_empty()
+            && r.source_cidrs.is_empty();
+        if !unconditional {
+            continue;
+        }
+        c.warnings.push(format!(
+            "rule {:?} has no conditions: it matches every token of every issuer",
+            r.name
+        ));
+        if let Some(other) = rules.iter().find(|o| effective(o) != effective(r)) {
+            c.error(
+                &file.rules[i],
+                format!(
+                    "rule {:?} matches every token, so it always conflicts with rule {:?} on the account ({:?} vs {:?})",
+                    r.name,
+                    other.name,
+                    effective(r).unwrap_or_default(),
+                    effective(other).unwrap_or_default()
+                ),
+            );
+        }
     }
     if rules.is_empty() {
         c.warnings.push(format!(

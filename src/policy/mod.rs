@@ -71,6 +71,16 @@ struct Rule {
     ttl: Option<Duration>,
     connection_types: Vec<String>,
     source_cidrs: Vec<IpNet>,
+    scope_permissions: Option<ScopeMapping>,
+}
+
+/// Scopes that name subjects (`nats:pub:orders.*`), kept only where a
+/// ceiling permission set covers them.
+#[derive(Debug, Clone)]
+struct ScopeMapping {
+    pub_prefix: Option<String>,
+    sub_prefix: Option<String>,
+    ceiling: String,
 }
 
 /// A compiled policy.
@@ -160,9 +170,38 @@ impl Policy {
 
     /// Evaluates the policy. Every matching rule contributes; no match denies.
     pub fn evaluate(&self, who: &Identity, conn: &Connection) -> Result<Grant, Denial> {
+        self.run(who, conn, None)
+    }
+
+    /// Evaluates and records why each rule matched or not, and where each
+    /// granted subject came from (`check --explain`).
+    pub fn explain(&self, who: &Identity, conn: &Connection) -> Explanation {
+        let mut trace = Trace::default();
+        let result = self.run(who, conn, Some(&mut trace));
+        Explanation {
+            rules: trace.rules,
+            origins: trace.origins,
+            result,
+        }
+    }
+
+    fn run(
+        &self,
+        who: &Identity,
+        conn: &Connection,
+        mut trace: Option<&mut Trace>,
+    ) -> Result<Grant, Denial> {
         let mut matched: Vec<&Rule> = Vec::new();
         for rule in &self.rules {
-            if rule.matches(who, conn) {
+            let verdict = rule.check(who, conn);
+            if let Some(t) = trace.as_deref_mut() {
+                t.rules.push(RuleTrace {
+                    rule: rule.name.clone(),
+                    matched: verdict.is_ok(),
+                    reason: verdict.as_ref().err().cloned(),
+                });
+            }
+            if verdict.is_ok() {
                 matched.push(rule);
             }
         }
@@ -183,23 +222,23 @@ impl Policy {
                 });
             }
         }
-        let mut permissions = Permissions::default();
+        let mut out = Collector {
+            permissions: Permissions::default(),
+            trace,
+        };
         let mut ttl = Duration::MAX;
         for rule in &matched {
             ttl = ttl.min(rule.ttl.unwrap_or(self.default_ttl));
             for set_name in &rule.grant {
                 let set = &self.sets[set_name];
-                render_into(&mut permissions.publish, &set.publish, who.claims)?;
-                render_into(&mut permissions.subscribe, &set.subscribe, who.claims)?;
-                if let Some(r) = set.resp {
-                    let merged = permissions
-                        .resp
-                        .get_or_insert(ResponsePermission { max: 0, ttl: 0 });
-                    merged.max = merged.max.max(r.max);
-                    merged.ttl = merged.ttl.max(r.ttl);
-                }
+                let via = format!("permission set {set_name:?}");
+                out.grant_set(&rule.name, &via, set, who.claims)?;
+            }
+            if let Some(mapping) = &rule.scope_permissions {
+                out.grant_scopes(&rule.name, mapping, &self.sets[&mapping.ceiling], who)?;
             }
         }
+        let mut permissions = out.permissions;
         close_empty(&mut permissions.publish);
         close_empty(&mut permissions.subscribe);
         Ok(Grant {
@@ -211,6 +250,165 @@ impl Policy {
     }
 }
 
+/// Why one rule matched or not.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RuleTrace {
+    pub rule: String,
+    pub matched: bool,
+    pub reason: Option<String>,
+}
+
+/// One granted subject and what granted it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Origin {
+    /// `pub.allow`, `pub.deny`, `sub.allow` or `sub.deny`.
+    pub list: &'static str,
+    pub subject: String,
+    pub rule: String,
+    pub via: String,
+}
+
+#[derive(Debug, Default)]
+struct Trace {
+    rules: Vec<RuleTrace>,
+    origins: Vec<Origin>,
+}
+
+/// The result of [`Policy::explain`].
+#[derive(Debug)]
+pub struct Explanation {
+    pub rules: Vec<RuleTrace>,
+    pub origins: Vec<Origin>,
+    pub result: Result<Grant, Denial>,
+}
+
+/// Accumulates the union of grants, recording origins when tracing.
+struct Collector<'t> {
+    permissions: Permissions,
+    trace: Option<&'t mut Trace>,
+}
+
+impl Collector<'_> {
+    fn add(&mut self, list: &'static str, subject: String, rule: &str, via: &str) {
+        if let Some(t) = self.trace.as_deref_mut() {
+            t.origins.push(Origin {
+                list,
+                subject: subject.clone(),
+                rule: rule.to_owned(),
+                via: via.to_owned(),
+            });
+        }
+        let p = &mut self.permissions;
+        let dest = match list {
+            "pub.allow" => &mut p.publish.allow,
+            "pub.deny" => &mut p.publish.deny,
+            "sub.allow" => &mut p.subscribe.allow,
+            _ => &mut p.subscribe.deny,
+        };
+        if !dest.contains(&subject) {
+            dest.push(subject);
+        }
+    }
+
+    fn grant_set(
+        &mut self,
+        rule: &str,
+        via: &str,
+        set: &PermissionSet,
+        claims: &Map<String, Value>,
+    ) -> Result<(), InterpolationError> {
+        for (list, templates) in [
+            ("pub.allow", &set.publish.allow),
+            ("pub.deny", &set.publish.deny),
+            ("sub.allow", &set.subscribe.allow),
+            ("sub.deny", &set.subscribe.deny),
+        ] {
+            for t in templates {
+                self.add(list, t.render(claims)?, rule, via);
+            }
+        }
+        if let Some(r) = set.resp {
+            let merged = self
+                .permissions
+                .resp
+                .get_or_insert(ResponsePermission { max: 0, ttl: 0 });
+            merged.max = merged.max.max(r.max);
+            merged.ttl = merged.ttl.max(r.ttl);
+        }
+        Ok(())
+    }
+
+    /// Subjects named by scopes, each kept only if the ceiling allows it;
+    /// the ceiling's deny lists always apply.
+    fn grant_scopes(
+        &mut self,
+        rule: &str,
+        mapping: &ScopeMapping,
+        ceiling: &PermissionSet,
+        who: &Identity,
+    ) -> Result<(), InterpolationError> {
+        let directions = [
+            (
+                &mapping.pub_prefix,
+                &ceiling.publish,
+                "pub.allow",
+                "pub.deny",
+            ),
+            (
+                &mapping.sub_prefix,
+                &ceiling.subscribe,
+                "sub.allow",
+                "sub.deny",
+            ),
+        ];
+        for (prefix, bounds, allow_list, deny_list) in directions {
+            let Some(prefix) = prefix else { continue };
+            let allowed: Vec<String> = bounds
+                .allow
+                .iter()
+                .map(|t| t.render(who.claims))
+                .collect::<Result<_, _>>()?;
+            let mut any = false;
+            for scope in who.scopes {
+                let Some(subject) = scope.strip_prefix(prefix.as_str()) else {
+                    continue;
+                };
+                if validate_subject(subject).is_ok()
+                    && allowed.iter().any(|c| subject_within(subject, c))
+                {
+                    any = true;
+                    let via = format!("scope {scope:?} within ceiling {:?}", mapping.ceiling);
+                    self.add(allow_list, subject.to_owned(), rule, &via);
+                }
+            }
+            if any {
+                let via = format!("ceiling {:?}", mapping.ceiling);
+                for t in &bounds.deny {
+                    self.add(deny_list, t.render(who.claims)?, rule, &via);
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Whether every subject matching `inner` also matches `outer`.
+pub fn subject_within(inner: &str, outer: &str) -> bool {
+    let a: Vec<&str> = inner.split('.').collect();
+    for (i, b) in outer.split('.').enumerate() {
+        if b == ">" {
+            return a.len() > i;
+        }
+        match a.get(i) {
+            Some(&">") | None => return false,
+            Some(&"*") if b != "*" => return false,
+            Some(t) if b != "*" && *t != b => return false,
+            Some(_) => {}
+        }
+    }
+    a.len() == outer.split('.').count()
+}
+
 /// nats-server reads a direction with no allow list as unrestricted, so a
 /// grant of nothing is written as an explicit deny of everything.
 fn close_empty(p: &mut Permission) {
@@ -219,55 +417,47 @@ fn close_empty(p: &mut Permission) {
     }
 }
 
-fn render_into(
-    out: &mut Permission,
-    templates: &TemplatePermission,
-    claims: &Map<String, Value>,
-) -> Result<(), InterpolationError> {
-    for (dest, src) in [
-        (&mut out.allow, &templates.allow),
-        (&mut out.deny, &templates.deny),
-    ] {
-        for t in src {
-            let subject = t.render(claims)?;
-            if !dest.contains(&subject) {
-                dest.push(subject);
+impl Rule {
+    /// `Ok` when the rule matches, else the first reason it does not.
+    fn check(&self, who: &Identity, conn: &Connection) -> Result<(), String> {
+        if let Some(i) = self.issuer.as_deref().filter(|i| *i != who.issuer) {
+            return Err(format!("issuer is {:?}, rule wants {i:?}", who.issuer));
+        }
+        if let Some(s) = self.scopes.iter().find(|s| !who.scopes.contains(s)) {
+            return Err(format!("scope {s:?} not granted"));
+        }
+        for (name, patterns) in &self.claims {
+            match lookup(who.claims, name) {
+                None => return Err(format!("claim {name:?} is missing")),
+                Some(v) if !patterns.iter().any(|p| value_matches(v, p)) => {
+                    return Err(format!("claim {name:?} does not match {patterns:?}"))
+                }
+                Some(_) => {}
             }
         }
-    }
-    Ok(())
-}
-
-impl Rule {
-    fn matches(&self, who: &Identity, conn: &Connection) -> bool {
-        if self.issuer.as_deref().is_some_and(|i| i != who.issuer) {
-            return false;
-        }
-        if !self.scopes.iter().all(|s| who.scopes.contains(s)) {
-            return false;
-        }
-        let claims_match = self.claims.iter().all(|(name, patterns)| {
-            lookup(who.claims, name).is_some_and(|v| patterns.iter().any(|p| value_matches(v, p)))
-        });
-        if !claims_match {
-            return false;
-        }
-        if !self.connection_types.is_empty()
-            && !conn
-                .conn_type
-                .is_some_and(|t| self.connection_types.iter().any(|c| c == t))
-        {
-            return false;
+        if !self.connection_types.is_empty() {
+            match conn.conn_type {
+                Some(t) if self.connection_types.iter().any(|c| c == t) => {}
+                Some(t) => {
+                    return Err(format!(
+                        "connection type {t:?} not in {:?}",
+                        self.connection_types
+                    ))
+                }
+                None => return Err("connection type unknown".into()),
+            }
         }
         if !self.source_cidrs.is_empty() {
             let Some(ip) = conn.host.and_then(|h| h.parse::<IpAddr>().ok()) else {
-                return false;
+                return Err("client address unknown".into());
             };
             if !self.source_cidrs.iter().any(|n| n.contains(&ip)) {
-                return false;
+                return Err(format!(
+                    "client address {ip} not in the rule's source_cidrs"
+                ));
             }
         }
-        true
+        Ok(())
     }
 }
 

@@ -129,15 +129,149 @@ fn matching_rules_must_agree_on_account() {
 sub = { allow = ["a"] }
 [[rules]]
 name = "one"
+scopes = ["a"]
 grant = ["a"]
 account = "A"
 [[rules]]
 name = "two"
+scopes = ["b"]
 grant = ["a"]
 account = "B"
 "#;
-    let err = eval(&policy(src), "x", json!({}), &[]).unwrap_err();
+    let p = policy(src);
+    assert_eq!(eval(&p, "x", json!({}), &["a"]).unwrap().account, "A");
+    let err = eval(&p, "x", json!({}), &["a", "b"]).unwrap_err();
     assert!(matches!(err, Denial::AccountConflict { .. }), "{err}");
+}
+
+#[test]
+fn an_unconditional_rule_with_another_account_is_a_load_error() {
+    let src = "[permissions.a]\nsub = { allow = [\"a\"] }\n[[rules]]\nname = \"all\"\ngrant = [\"a\"]\naccount = \"A\"\n\
+               [[rules]]\nname = \"ci\"\nscopes = [\"ci\"]\ngrant = [\"a\"]\naccount = \"B\"\n";
+    let err = Policy::parse(Path::new("p.toml"), src, None)
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.starts_with("p.toml:3:") && err.contains("always conflicts"),
+        "{err}"
+    );
+}
+
+#[test]
+fn templates_of_claims_that_never_fit_are_load_errors() {
+    let src = "[defaults]\naccount = \"A\"\n[permissions.a]\nsub = { allow = [\"x.{claim.iss}\", \"y.{claim.jti}\"] }\n";
+    let err = Policy::parse(Path::new("p.toml"), src, None)
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("{claim.iss} can never be"), "{err}");
+    assert!(!err.contains("jti"), "{err}");
+    let ok = policy(
+        "[defaults]\naccount = \"A\"\n[permissions.a]\nsub = { allow = [\"y.{claim.jti}\"] }\n",
+    );
+    assert!(
+        ok.warnings()
+            .iter()
+            .any(|w| w.contains("{claim.jti} changes")),
+        "{:?}",
+        ok.warnings()
+    );
+}
+
+#[test]
+fn subject_containment() {
+    assert!(subject_within("orders.eu", "orders.*"));
+    assert!(subject_within("orders.*", "orders.*"));
+    assert!(subject_within("orders.eu.x", "orders.>"));
+    assert!(subject_within("orders.>", "orders.>"));
+    assert!(subject_within("orders.*.x", "orders.>"));
+    assert!(!subject_within("orders", "orders.>"));
+    assert!(!subject_within("orders.>", "orders.*"));
+    assert!(!subject_within("orders.*", "orders.eu"));
+    assert!(!subject_within(">", "orders.>"));
+    assert!(!subject_within("orders.eu.x", "orders.*"));
+    assert!(!subject_within("billing.eu", "orders.*"));
+}
+
+const SCOPED: &str = r#"
+[defaults]
+account = "APP"
+[permissions.ceiling]
+pub = { allow = ["orders.>", "tenant.{claim.tenant}.>"], deny = ["orders.admin.>"] }
+sub = { allow = ["alerts.>"] }
+[[rules]]
+name = "scoped"
+issuer = "corp"
+scope_permissions = { pub_prefix = "nats:pub:", sub_prefix = "nats:sub:", ceiling = "ceiling" }
+"#;
+
+#[test]
+fn scopes_become_permissions_within_the_ceiling() {
+    let p = policy(SCOPED);
+    let scopes = [
+        "nats:pub:orders.*",
+        "nats:pub:billing.>",
+        "nats:sub:alerts.eu",
+        "nats:pub:tenant.t1.x",
+        "nats:pub:bad..subj",
+        "openid",
+    ];
+    let g = eval(&p, "corp", json!({"tenant": "t1"}), &scopes).unwrap();
+    assert_eq!(g.permissions.publish.allow, vec!["orders.*", "tenant.t1.x"]);
+    assert_eq!(g.permissions.publish.deny, vec!["orders.admin.>"]);
+    assert_eq!(g.permissions.subscribe.allow, vec!["alerts.eu"]);
+    // No scope inside the ceiling: the rule matches but grants nothing.
+    let g = eval(&p, "corp", json!({"tenant": "t1"}), &["nats:pub:billing.>"]).unwrap();
+    assert_eq!(g.permissions.publish.deny, vec![">"]);
+    assert_eq!(g.permissions.subscribe.deny, vec![">"]);
+}
+
+#[test]
+fn explain_names_the_failing_condition_and_the_origin() {
+    let p = policy(SPEC_POLICY);
+    let claims = json!({"sub": "svc-42"});
+    let claims = claims.as_object().unwrap();
+    let scopes = vec!["nats:metrics".to_string()];
+    let e = p.explain(
+        &Identity {
+            issuer: "corp",
+            claims,
+            scopes: &scopes,
+        },
+        &Connection::default(),
+    );
+    assert!(e.result.is_ok());
+    assert_eq!(
+        e.rules[0],
+        RuleTrace {
+            rule: "metrics-readers".into(),
+            matched: true,
+            reason: None
+        }
+    );
+    assert_eq!(
+        e.rules[1].reason.as_deref(),
+        Some("issuer is \"corp\", rule wants \"github-actions\"")
+    );
+    assert!(e.origins.contains(&Origin {
+        list: "pub.allow",
+        subject: "svc.svc-42.>".into(),
+        rule: "metrics-readers".into(),
+        via: "permission set \"own-namespace\"".into(),
+    }));
+    let none: Vec<String> = vec![];
+    let e = p.explain(
+        &Identity {
+            issuer: "corp",
+            claims,
+            scopes: &none,
+        },
+        &Connection::default(),
+    );
+    assert_eq!(
+        e.rules[0].reason.as_deref(),
+        Some("scope \"nats:metrics\" not granted")
+    );
+    assert_eq!(e.result, Err(Denial::NoRule));
 }
 
 #[test]
