@@ -3,6 +3,7 @@
 //! decide exactly alike.
 
 use std::path::Path;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -80,6 +81,8 @@ pub struct Decider {
     issuers: Arc<Issuers>,
     policy: RwLock<Arc<Policy>>,
     max_ttl: Duration,
+    reloads: AtomicU64,
+    failed_reloads: AtomicU64,
 }
 
 /// A [`Decider`] plus the keys that sign and seal the server's answers.
@@ -132,6 +135,8 @@ impl Decider {
             issuers,
             policy: RwLock::new(Arc::new(policy)),
             max_ttl: config.token.max_ttl.into(),
+            reloads: AtomicU64::new(0),
+            failed_reloads: AtomicU64::new(0),
         })
     }
 
@@ -145,9 +150,26 @@ impl Decider {
 
     /// Swaps in a new policy; on error the current one stays.
     pub fn reload_policy(&self, path: &Path) -> Result<Arc<Policy>, PolicyError> {
-        let policy = Arc::new(Policy::load(path, Some(&self.issuers.names()))?);
-        *self.policy.write().expect("policy lock") = policy.clone();
-        Ok(policy)
+        match Policy::load(path, Some(&self.issuers.names())) {
+            Ok(p) => {
+                let policy = Arc::new(p);
+                *self.policy.write().expect("policy lock") = policy.clone();
+                self.reloads.fetch_add(1, Ordering::Relaxed);
+                Ok(policy)
+            }
+            Err(e) => {
+                self.failed_reloads.fetch_add(1, Ordering::Relaxed);
+                Err(e)
+            }
+        }
+    }
+
+    /// (successful, failed) policy reloads since start.
+    pub fn reload_counts(&self) -> (u64, u64) {
+        (
+            self.reloads.load(Ordering::Relaxed),
+            self.failed_reloads.load(Ordering::Relaxed),
+        )
     }
 
     /// Validates a token and evaluates the policy, as for a connection.

@@ -230,6 +230,19 @@ fn default_kid_refetch() -> HumanDuration {
 #[serde(deny_unknown_fields)]
 pub struct PolicyRef {
     pub file: PathBuf,
+    /// Reload when the file's content changes (besides SIGHUP).
+    #[serde(default = "yes")]
+    pub watch: bool,
+    #[serde(default = "default_watch_interval")]
+    pub watch_interval: HumanDuration,
+}
+
+fn yes() -> bool {
+    true
+}
+
+fn default_watch_interval() -> HumanDuration {
+    HumanDuration(Duration::from_secs(2))
 }
 
 #[derive(Debug, Clone, Deserialize)]

@@ -6,6 +6,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use futures::StreamExt;
+use sha2::{Digest, Sha256};
 use tokio::signal::unix::{signal, SignalKind};
 use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
@@ -43,6 +44,9 @@ pub async fn run(config: Config) -> Result<(), ServiceError> {
     let authorizer = Arc::new(Authorizer::from_config(&config)?);
     log_startup(&config, &authorizer).await;
     authorizer.decider().issuers().spawn_refresh();
+    if config.policy.watch {
+        spawn_policy_watch(config.clone(), authorizer.clone());
+    }
 
     let client = connect(&config).await?;
     let mut requests = client
@@ -134,6 +138,26 @@ fn reload(config: &Config, authorizer: &Authorizer) {
         Ok(p) => tracing::info!(rules = p.rule_count(), "policy reloaded"),
         Err(e) => tracing::error!(error = %e, "policy reload failed; keeping the previous policy"),
     }
+}
+
+/// Reloads the policy when its content changes. Content, not mtime: editors
+/// and Kubernetes ConfigMap updates (symlink swaps) both change it.
+fn spawn_policy_watch(config: Config, authorizer: Arc<Authorizer>) {
+    let path = config.resolve(&config.policy.file);
+    let every: Duration = config.policy.watch_interval.into();
+    let digest = |p: &std::path::Path| std::fs::read(p).ok().map(|b| Sha256::digest(b));
+    tokio::spawn(async move {
+        let mut last = digest(&path);
+        loop {
+            tokio::time::sleep(every).await;
+            let now = digest(&path);
+            if now.is_some() && now != last {
+                last = now;
+                tracing::info!(file = %path.display(), "policy file changed");
+                reload(&config, &authorizer);
+            }
+        }
+    });
 }
 
 async fn log_startup(config: &Config, authorizer: &Authorizer) {

@@ -326,7 +326,11 @@ async fn dead_idp_at_startup_denies_until_it_recovers() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sighup_reloads_the_policy_and_keeps_it_when_the_new_one_is_broken() {
-    let env = Env::start(EnvOptions::default()).await;
+    let env = Env::start(EnvOptions {
+        policy_extra: "watch = false",
+        ..Default::default()
+    })
+    .await;
     let url = env.nats.url();
     let token = env.token("ivan", "nats");
     assert!(connect_token(&url, &token).await.is_ok());
@@ -492,4 +496,28 @@ grant = ["requester"]
         .expect("reply within 5 s")
         .expect("request answered");
     assert_eq!(reply.payload.as_ref(), b"hi");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn policy_file_changes_are_picked_up_without_a_signal() {
+    let env = Env::start(EnvOptions {
+        policy_extra: "watch_interval = \"200ms\"",
+        ..Default::default()
+    })
+    .await;
+    let url = env.nats.url();
+    let admin = env.token("lee", "nats:admin");
+    env.assert_refused(connect_token(&url, &admin).await, "no rule grants access").await;
+    std::fs::write(
+        env.dir.path().join("policy.toml"),
+        DEFAULT_POLICY.replace("scopes = [\"nats\"]", "scopes = [\"nats:admin\"]"),
+    )
+    .unwrap();
+    assert!(
+        wait_until(SHORT, || env.service.log().contains("policy reloaded")),
+        "{}",
+        env.service.log()
+    );
+    let client = connect_token(&url, &admin).await.expect("new policy in force");
+    round_trip(&client, "app.lee.x").await;
 }

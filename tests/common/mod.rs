@@ -396,6 +396,8 @@ pub struct EnvOptions<'a> {
     pub token_extra: &'a str,
     /// The IdP answers 503 until the test calls `idp.set_down(false)`.
     pub idp_down_at_start: bool,
+    /// Extra lines for the `[policy]` table.
+    pub policy_extra: &'a str,
 }
 
 impl Default for EnvOptions<'_> {
@@ -406,6 +408,7 @@ impl Default for EnvOptions<'_> {
             issuer_extra: "",
             token_extra: "sources = [\"auth_token\", \"password\"]",
             idp_down_at_start: false,
+            policy_extra: "",
         }
     }
 }
@@ -479,9 +482,11 @@ leeway = "2s"
 
 [policy]
 file = "policy.toml"
+{policy_extra}
 "#,
             issuer = idp.issuer,
             token_extra = opts.token_extra,
+            policy_extra = opts.policy_extra,
             issuer_extra = opts.issuer_extra.replace("{idp}", &idp.issuer),
         );
         let config_path = dir.path().join("callout.toml");
