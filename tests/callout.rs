@@ -507,7 +507,8 @@ async fn policy_file_changes_are_picked_up_without_a_signal() {
     .await;
     let url = env.nats.url();
     let admin = env.token("lee", "nats:admin");
-    env.assert_refused(connect_token(&url, &admin).await, "no rule grants access").await;
+    env.assert_refused(connect_token(&url, &admin).await, "no rule grants access")
+        .await;
     std::fs::write(
         env.dir.path().join("policy.toml"),
         DEFAULT_POLICY.replace("scopes = [\"nats\"]", "scopes = [\"nats:admin\"]"),
@@ -518,6 +519,8 @@ async fn policy_file_changes_are_picked_up_without_a_signal() {
         "{}",
         env.service.log()
     );
-    let client = connect_token(&url, &admin).await.expect("new policy in force");
+    let client = connect_token(&url, &admin)
+        .await
+        .expect("new policy in force");
     round_trip(&client, "app.lee.x").await;
 }
