@@ -145,7 +145,7 @@ fn reload(config: &Config, authorizer: &Authorizer) {
 fn spawn_policy_watch(config: Config, authorizer: Arc<Authorizer>) {
     let path = config.resolve(&config.policy.file);
     let every: Duration = config.policy.watch_interval.into();
-    let digest = |p: &std::path::Path| std::fs::read(p).ok().map(|b| Sha256::digest(b));
+    let digest = |p: &std::path::Path| std::fs::read(p).ok().map(Sha256::digest);
     tokio::spawn(async move {
         let mut last = digest(&path);
         loop {
