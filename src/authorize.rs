@@ -7,7 +7,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use nkeys::{KeyPair, XKey};
+use nkeys::KeyPair;
 use serde_json::{Map, Value};
 
 use crate::config::{Config, TokenSource};
@@ -15,7 +15,7 @@ use crate::issuer::{Issuers, TokenError, VerifiedToken};
 use crate::policy::{Connection, Grant, Identity, Origin, Policy, PolicyError, RuleTrace};
 use crate::protocol::{
     decode_request, encode, open_request, seal_response, AuthorizationRequest,
-    AuthorizationResponse, ClaimsData, NatsClaims, User,
+    AuthorizationResponse, ClaimsData, NatsClaims, Sealer, User,
 };
 
 /// An approved identity and when its NATS user expires.
@@ -89,7 +89,7 @@ pub struct Decider {
 pub struct Authorizer {
     decider: Decider,
     signer: KeyPair,
-    xkey: Option<XKey>,
+    xkey: Option<Sealer>,
     sources: Vec<TokenSource>,
 }
 
@@ -281,7 +281,7 @@ impl Authorizer {
             Some(p) => {
                 let path = config.resolve(p);
                 Some(
-                    XKey::from_seed(&read_seed(&path)?).map_err(|_| SetupError::Key {
+                    Sealer::from_seed(&read_seed(&path)?).map_err(|_| SetupError::Key {
                         path: path.display().to_string(),
                         reason: "not a curve seed (SX…); create one with `keygen xkey`".into(),
                     })?,
@@ -305,7 +305,7 @@ impl Authorizer {
     }
 
     pub fn xkey_public_key(&self) -> Option<String> {
-        self.xkey.as_ref().map(XKey::public_key)
+        self.xkey.as_ref().map(|x| x.public_key().to_owned())
     }
 
     /// Answers one raw request from `$SYS.REQ.USER.AUTH`.
@@ -357,14 +357,9 @@ impl Authorizer {
         };
         let payload = response
             .and_then(|r| self.sign_response(req, r, now))
-            .and_then(|jwt| match &reply_key {
-                Some(server) => seal_response(
-                    jwt.as_bytes(),
-                    self.xkey.as_ref().expect("opened with our xkey"),
-                    server,
-                )
-                .map_err(|e| e.to_string()),
-                None => Ok(jwt.into_bytes()),
+            .map(|jwt| match &reply_key {
+                Some(server) => seal_response(jwt.as_bytes(), server),
+                None => jwt.into_bytes(),
             });
         let (payload, outcome) = match payload {
             Ok(p) => (p, outcome),

@@ -14,7 +14,7 @@ pub use claims::{
 pub use jwt::{
     decode_request, encode, jti, ClaimsData, JwtError, NatsClaims, NatsType, NKEY_HEADER,
 };
-pub use xkey::{open_request, seal_response, SealError, XKEY_HEADER};
+pub use xkey::{open_request, seal_response, SealError, Sealer, ServerBox, XKEY_HEADER};
 
 #[cfg(test)]
 mod tests;

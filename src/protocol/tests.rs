@@ -122,45 +122,73 @@ fn new_user_has_unlimited_limits_and_v2_type() {
     );
 }
 
+fn open_err<T>(r: Result<T, SealError>) -> SealError {
+    match r {
+        Err(e) => e,
+        Ok(_) => panic!("expected an error"),
+    }
+}
+
+/// The service side (crypto_box with cached agreements) against the nkeys
+/// implementation, which interoperates with nats-server's Go code.
 #[test]
 fn xkey_round_trip_and_mismatches() {
     let server = XKey::new();
-    let service = XKey::new();
-    let sealed = server
-        .seal(
-            b"eyJhello",
-            &XKey::from_public_key(&service.public_key()).unwrap(),
-        )
-        .unwrap();
+    let service_key = XKey::new();
+    let service = Sealer::from_seed(&service_key.seed().unwrap()).unwrap();
+    assert_eq!(service.public_key(), service_key.public_key());
+    let to_service = XKey::from_public_key(&service_key.public_key()).unwrap();
+    let sealed = server.seal(b"eyJhello", &to_service).unwrap();
 
-    let (opened, reply_to) =
-        open_request(&sealed, Some(&server.public_key()), Some(&service)).unwrap();
+    let server_pub = server.public_key();
+    let (opened, reply_box) = open_request(&sealed, Some(&server_pub), Some(&service)).unwrap();
     assert_eq!(opened, b"eyJhello");
-    let reply_to = reply_to.unwrap();
-    let answer = seal_response(b"eyJanswer", &service, &reply_to).unwrap();
-    let service_pub = XKey::from_public_key(&service.public_key()).unwrap();
-    assert_eq!(server.open(&answer, &service_pub).unwrap(), b"eyJanswer");
+    let answer = seal_response(b"eyJanswer", &reply_box.unwrap());
+    assert_eq!(server.open(&answer, &to_service).unwrap(), b"eyJanswer");
+    // The cached agreement serves the next request from the same server.
+    let again = server.seal(b"eyJtwo", &to_service).unwrap();
+    assert_eq!(
+        open_request(&again, Some(&server_pub), Some(&service))
+            .unwrap()
+            .0,
+        b"eyJtwo"
+    );
 
     assert_eq!(
-        open_request(&sealed, None, Some(&service)).unwrap_err(),
+        open_err(open_request(&sealed, None, Some(&service))),
         SealError::MissingServerKey
     );
     assert_eq!(
-        open_request(&sealed, Some("XBAD"), Some(&service)).unwrap_err(),
+        open_err(open_request(&sealed, Some("XBAD"), Some(&service))),
         SealError::BadServerKey
     );
     assert_eq!(
-        open_request(&sealed, Some(&server.public_key()), None).unwrap_err(),
+        open_err(open_request(&sealed, Some(&server_pub), None)),
         SealError::NoServiceKey
     );
     assert_eq!(
-        open_request(b"eyJplain", None, Some(&service)).unwrap_err(),
+        open_err(open_request(b"eyJplain", None, Some(&service))),
         SealError::NotSealed
     );
+    let stranger = Sealer::from_seed(&XKey::new().seed().unwrap()).unwrap();
     assert_eq!(
-        open_request(&sealed, Some(&server.public_key()), Some(&XKey::new())).unwrap_err(),
+        open_err(open_request(&sealed, Some(&server_pub), Some(&stranger))),
+        SealError::Open
+    );
+    let other_server = XKey::new().public_key();
+    assert_eq!(
+        open_err(open_request(&sealed, Some(&other_server), Some(&service))),
+        SealError::Open
+    );
+    assert_eq!(
+        open_err(open_request(
+            b"xkv1short",
+            Some(&server_pub),
+            Some(&service)
+        )),
         SealError::Open
     );
     let (plain, none) = open_request(b"eyJplain", None, None).unwrap();
     assert_eq!((plain.as_slice(), none.is_none()), (&b"eyJplain"[..], true));
+    assert!(Sealer::from_seed("SAnotacurveseed").is_err());
 }
