@@ -6,6 +6,11 @@ mod common;
 use std::path::PathBuf;
 
 use common::run_cli;
+use jsonwebtoken::Algorithm;
+use nats_oidc_callout::authorize::Decider;
+use nats_oidc_callout::config::Config;
+use nats_oidc_callout::issuer::{jwks, LocalKey};
+use nats_oidc_callout::policy::Connection;
 use serde_json::{json, Value};
 
 fn root() -> PathBuf {
@@ -104,4 +109,271 @@ fn explain_shows_rule_verdicts_and_subject_origins() {
     );
     let (_, plain) = check("example.callout.toml", "github-tag.json");
     assert!(plain.get("explain").is_none());
+}
+
+/// Expected decision: (account, rules, permissions) or the denial reason.
+type Expected = Result<(&'static str, Value, Value), &'static str>;
+/// (policy name, claims file, expected decision).
+type Case = (&'static str, &'static str, Expected);
+
+/// Every shipped per-IdP policy, with realistic claims of that IdP and the
+/// exact decision: (policy, claims file, account, rules, permissions) or
+/// (policy, claims file, error).
+fn provider_cases() -> Vec<Case> {
+    let closed = json!({"allow": [], "deny": [">"]});
+    let allow = |subjects: Value| json!({"allow": subjects, "deny": []});
+    let perms = |p: Value, s: Value| json!({"pub": p, "sub": s, "resp": null});
+    const NO_RULE: &str = "no rule grants access";
+    vec![
+        (
+            "okta",
+            "okta-service.json",
+            Ok((
+                "APP",
+                json!(["orders-services"]),
+                perms(
+                    allow(json!(["orders.0oa8f5j3ecb5w3dF35d7.>"])),
+                    allow(json!(["orders.requests.>", "_INBOX.>"])),
+                ),
+            )),
+        ),
+        (
+            "okta",
+            "okta-person.json",
+            Ok((
+                "APP",
+                json!(["ops-people"]),
+                perms(
+                    allow(json!(["ops.query.>"])),
+                    allow(json!(["ops.>", "_INBOX.>"])),
+                ),
+            )),
+        ),
+        ("okta", "okta-denied.json", Err(NO_RULE)),
+        (
+            "auth0",
+            "auth0-device.json",
+            Ok((
+                "APP",
+                json!(["devices"]),
+                perms(
+                    allow(json!(["telemetry.kD3vTq9Lw0c5xYb2.>"])),
+                    closed.clone(),
+                ),
+            )),
+        ),
+        (
+            "auth0",
+            "auth0-analyst.json",
+            Ok((
+                "APP",
+                json!(["dashboard-users"]),
+                perms(closed.clone(), allow(json!(["telemetry.>", "_INBOX.>"]))),
+            )),
+        ),
+        ("auth0", "auth0-denied.json", Err(NO_RULE)),
+        (
+            "keycloak",
+            "keycloak-writer.json",
+            Ok((
+                "APP",
+                json!(["inventory-writers"]),
+                perms(
+                    allow(json!(["inventory.warehouse-scanner.>"])),
+                    allow(json!(["_INBOX.>"])),
+                ),
+            )),
+        ),
+        (
+            "keycloak",
+            "keycloak-reader.json",
+            Ok((
+                "APP",
+                json!(["readers"]),
+                perms(closed.clone(), allow(json!(["inventory.>", "_INBOX.>"]))),
+            )),
+        ),
+        ("keycloak", "keycloak-denied.json", Err(NO_RULE)),
+        (
+            "entra",
+            "entra-daemon.json",
+            Ok((
+                "APP",
+                json!(["workers"]),
+                perms(
+                    allow(json!(["jobs.results.5f1a3c9e-7b2d-4e8f-a6c0-d9b4e2f1a7c3"])),
+                    allow(json!(["jobs.queue.>", "_INBOX.>"])),
+                ),
+            )),
+        ),
+        (
+            "entra",
+            "entra-user.json",
+            Ok((
+                "APP",
+                json!(["users"]),
+                perms(
+                    allow(json!(["users.d8b1e0a4-2c6f-4f3e-9a7b-1c5d8e2f4a60.outbox"])),
+                    allow(json!([
+                        "users.d8b1e0a4-2c6f-4f3e-9a7b-1c5d8e2f4a60.>",
+                        "_INBOX.>"
+                    ])),
+                ),
+            )),
+        ),
+        ("entra", "entra-denied.json", Err(NO_RULE)),
+        (
+            "github-actions",
+            "github-deploy.json",
+            Ok((
+                "CI",
+                json!(["prod-deploys", "ci-events"]),
+                perms(
+                    allow(json!(["deploy.acme.requests", "ci.events.acme"])),
+                    allow(json!(["_INBOX.>"])),
+                ),
+            )),
+        ),
+        (
+            "github-actions",
+            "github-pr.json",
+            Ok((
+                "CI",
+                json!(["ci-events"]),
+                perms(allow(json!(["ci.events.acme"])), closed.clone()),
+            )),
+        ),
+        ("github-actions", "github-other-org.json", Err(NO_RULE)),
+        (
+            "gitlab-ci",
+            "gitlab-release.json",
+            Ok((
+                "CI",
+                json!(["protected-releases"]),
+                perms(allow(json!(["releases.20.>"])), closed.clone()),
+            )),
+        ),
+        ("gitlab-ci", "gitlab-unprotected.json", Err(NO_RULE)),
+        (
+            "kubernetes",
+            "kubernetes-payments.json",
+            Ok((
+                "APP",
+                json!(["workloads"]),
+                perms(
+                    allow(json!(["k8s.payments.>"])),
+                    allow(json!(["k8s.payments.>", "_INBOX.>"])),
+                ),
+            )),
+        ),
+        ("kubernetes", "kubernetes-kube-system.json", Err(NO_RULE)),
+        (
+            "multi-tenant",
+            "tenant-admin.json",
+            Ok((
+                "APP",
+                json!(["tenants", "tenant-admins"]),
+                perms(
+                    allow(json!(["tenant.globex.>", "admin.globex.>"])),
+                    allow(json!(["tenant.globex.>", "_INBOX.>"])),
+                ),
+            )),
+        ),
+        (
+            "scoped",
+            "scoped-client.json",
+            Ok((
+                "APP",
+                json!(["scoped-clients"]),
+                perms(
+                    json!({"allow": ["orders.eu.*", "tenant.globex.events"], "deny": ["orders.admin.>"]}),
+                    allow(json!(["alerts.>"])),
+                ),
+            )),
+        ),
+        (
+            "multi-tenant",
+            "tenant-escape.json",
+            Err("claim \"tenant\" is not a valid subject token"),
+        ),
+        (
+            "multi-tenant",
+            "tenant-star.json",
+            Err("claim \"tenant\" is not a valid subject token"),
+        ),
+    ]
+}
+
+fn assert_decision(label: &str, v: &Value, expected: &Expected) {
+    match expected {
+        Ok((account, rules, permissions)) => {
+            assert_eq!(v["allowed"], true, "{label}: {v}");
+            assert_eq!(v["account"], *account, "{label}");
+            assert_eq!(v["rules"], *rules, "{label}");
+            assert_eq!(v["permissions"], *permissions, "{label}");
+        }
+        Err(reason) => {
+            assert_eq!(v["allowed"], false, "{label}: {v}");
+            assert_eq!(v["error"], *reason, "{label}");
+        }
+    }
+}
+
+#[test]
+fn per_idp_policies_on_realistic_claims() {
+    for (policy, claims, expected) in provider_cases() {
+        let (code, v) = check(&format!("{policy}.callout.toml"), claims);
+        assert_eq!(code, if expected.is_ok() { 0 } else { 1 }, "{claims}: {v}");
+        assert_decision(claims, &v, &expected);
+    }
+}
+
+/// The same claims as signed tokens through full validation: scope claim
+/// shapes (`scp` array, `scope` string), array `aud`, namespaced and nested
+/// claims survive signature and registered-claim checks unchanged.
+#[tokio::test]
+async fn per_idp_tokens_through_validation() {
+    let rsa = LocalKey::generate_rsa(Algorithm::RS256).unwrap();
+    let ec = LocalKey::generate_es256().unwrap();
+    for (policy, claims_file, expected) in provider_cases() {
+        let key = if policy == "keycloak" { &ec } else { &rsa };
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::copy(
+            root().join(format!("policies/{policy}.toml")),
+            dir.path().join(format!("{policy}.toml")),
+        )
+        .unwrap();
+        std::fs::write(dir.path().join("jwks.json"), jwks(&[key]).to_string()).unwrap();
+        let mut config =
+            std::fs::read_to_string(root().join(format!("policies/{policy}.callout.toml")))
+                .unwrap();
+        config = config
+            .lines()
+            .map(|l| {
+                if l.starts_with("jwks_file") {
+                    format!(
+                        "jwks_file = \"jwks.json\"\nalgorithms = [\"{:?}\"]",
+                        key.alg
+                    )
+                } else {
+                    l.to_owned()
+                }
+            })
+            .collect::<Vec<_>>()
+            .join("\n");
+        let config = Config::parse(&dir.path().join("callout.toml"), &config).unwrap();
+        let decider = Decider::from_config(&config).unwrap();
+        decider.issuers().load_all().await;
+        let claims: Value = serde_json::from_slice(
+            &std::fs::read(root().join("tests/fixtures/claims").join(claims_file)).unwrap(),
+        )
+        .unwrap();
+        let token = key.sign(&claims);
+        let now = common::now();
+        let outcome = decider
+            .decide(&token, &Connection::default(), now, false)
+            .await;
+        let v = nats_oidc_callout::cli::decision_json(&outcome);
+        assert_decision(claims_file, &v, &expected);
+    }
 }

@@ -3,6 +3,8 @@
 
 mod bootstrap;
 mod check;
+
+pub use check::decision_json;
 mod keygen;
 
 use std::path::{Path, PathBuf};

@@ -2,19 +2,18 @@
 
 use serde_json::{Map, Value};
 
-/// Finds a claim by name. A name that exists as a key wins (namespaced
-/// claims such as `https://example.com/roles` contain dots); otherwise each
-/// dot descends one object level (`realm_access.roles`).
+/// Finds a claim by name. Each dot may descend one object level
+/// (`realm_access.roles`), but keys may contain dots themselves: namespaced
+/// claims (`https://example.com/roles`) and Kubernetes' `kubernetes.io`. At
+/// each level the longest key that is a prefix of the path wins.
 pub fn lookup<'a>(claims: &'a Map<String, Value>, name: &str) -> Option<&'a Value> {
     if let Some(v) = claims.get(name) {
         return Some(v);
     }
-    let mut parts = name.split('.');
-    let mut current = claims.get(parts.next()?)?;
-    for part in parts {
-        current = current.as_object()?.get(part)?;
-    }
-    Some(current)
+    name.rmatch_indices('.').find_map(|(i, _)| {
+        let inner = claims.get(&name[..i])?.as_object()?;
+        lookup(inner, &name[i + 1..])
+    })
 }
 
 /// `*` matches any run of characters; everything else is literal.
@@ -92,6 +91,18 @@ mod tests {
         assert_eq!(lookup(c, "realm_access.roles"), Some(&json!(["admin"])));
         assert_eq!(lookup(c, "realm_access.missing"), None);
         assert_eq!(lookup(c, "nope"), None);
+        let k8s =
+            json!({"kubernetes.io": {"namespace": "payments", "serviceaccount": {"name": "api"}}});
+        let k8s = k8s.as_object().unwrap();
+        assert_eq!(
+            lookup(k8s, "kubernetes.io.namespace"),
+            Some(&json!("payments"))
+        );
+        assert_eq!(
+            lookup(k8s, "kubernetes.io.serviceaccount.name"),
+            Some(&json!("api"))
+        );
+        assert_eq!(lookup(k8s, "kubernetes.namespace"), None);
     }
 
     #[test]
