@@ -105,8 +105,9 @@ pub enum SetupError {
     Jwks(#[from] crate::issuer::JwksError),
 }
 
-/// Reads an nkey seed file (first non-empty line that is not a comment).
-pub fn read_seed(path: &Path) -> Result<String, SetupError> {
+/// Reads a secret file (nkey seed, password, client secret): its first
+/// non-empty line that is not a comment.
+pub fn read_secret(path: &Path) -> Result<String, SetupError> {
     let text = std::fs::read_to_string(path).map_err(|e| SetupError::Read {
         path: path.display().to_string(),
         reason: e.to_string(),
@@ -269,7 +270,7 @@ impl Authorizer {
     /// Builds an authorizer from config: signing keys, issuers, policy.
     pub fn from_config(config: &Config) -> Result<Self, SetupError> {
         let seed_path = config.resolve(&config.signing.issuer_seed_file);
-        let signer = KeyPair::from_seed(&read_seed(&seed_path)?)
+        let signer = KeyPair::from_seed(&read_secret(&seed_path)?)
             .ok()
             .filter(|k| k.key_pair_type() == nkeys::KeyPairType::Account)
             .ok_or_else(|| SetupError::Key {
@@ -281,7 +282,7 @@ impl Authorizer {
             Some(p) => {
                 let path = config.resolve(p);
                 Some(
-                    Sealer::from_seed(&read_seed(&path)?).map_err(|_| SetupError::Key {
+                    Sealer::from_seed(&read_secret(&path)?).map_err(|_| SetupError::Key {
                         path: path.display().to_string(),
                         reason: "not a curve seed (SX…); create one with `keygen xkey`".into(),
                     })?,

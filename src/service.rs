@@ -11,7 +11,7 @@ use tokio::signal::unix::{signal, SignalKind};
 use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
 
-use crate::authorize::{read_seed, Authorizer, Reply, SetupError};
+use crate::authorize::{read_secret, Authorizer, Reply, SetupError};
 use crate::config::Config;
 use crate::protocol::XKEY_HEADER;
 
@@ -193,7 +193,7 @@ async fn connect(config: &Config) -> Result<async_nats::Client, ServiceError> {
             .await
             .map_err(|e| fail(format!("creds_file: {e}")))?
     } else if let Some(seed) = &n.nkey_seed_file {
-        async_nats::ConnectOptions::with_nkey(read_seed(&config.resolve(seed))?)
+        async_nats::ConnectOptions::with_nkey(read_secret(&config.resolve(seed))?)
     } else if let Some(token) = &n.token {
         async_nats::ConnectOptions::with_token(token.clone())
     } else if let (Some(user), Some(pw)) = (&n.user, &n.password) {
@@ -201,7 +201,7 @@ async fn connect(config: &Config) -> Result<async_nats::Client, ServiceError> {
     } else if let (Some(user), Some(pw_file)) = (&n.user, &n.password_file) {
         async_nats::ConnectOptions::with_user_and_password(
             user.clone(),
-            read_seed(&config.resolve(pw_file))?,
+            read_secret(&config.resolve(pw_file))?,
         )
     } else {
         async_nats::ConnectOptions::new()

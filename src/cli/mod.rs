@@ -6,13 +6,14 @@ mod check;
 
 pub use check::decision_json;
 mod keygen;
+mod token;
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand, ValueEnum};
 
-use crate::authorize::{read_seed, Authorizer};
+use crate::authorize::{read_secret, Authorizer};
 use crate::config::Config;
 
 #[derive(Parser, Debug)]
@@ -66,6 +67,8 @@ pub enum Command {
     Bootstrap(bootstrap::BootstrapArgs),
     /// Mint a token from the development issuer that `bootstrap` created.
     DevToken(bootstrap::DevTokenArgs),
+    /// Fetch an access token by the client-credentials grant and print it.
+    Token(token::TokenArgs),
 }
 
 /// Parses arguments and runs the command.
@@ -91,6 +94,7 @@ pub fn main() -> ExitCode {
         Command::Check(args) => check::run(args),
         Command::Bootstrap(args) => bootstrap::run(args),
         Command::DevToken(args) => bootstrap::dev_token(args),
+        Command::Token(args) => token::run(args),
     }
 }
 
@@ -161,7 +165,7 @@ fn server_config(path: &Path) -> ExitCode {
         Ok(c) => c,
         Err(code) => return code,
     };
-    let issuer = match read_seed(&config.resolve(&config.signing.issuer_seed_file))
+    let issuer = match read_secret(&config.resolve(&config.signing.issuer_seed_file))
         .ok()
         .and_then(|s| nkeys::KeyPair::from_seed(&s).ok())
     {
@@ -170,7 +174,7 @@ fn server_config(path: &Path) -> ExitCode {
     };
     let xkey = match &config.signing.xkey_seed_file {
         None => None,
-        Some(p) => match read_seed(&config.resolve(p))
+        Some(p) => match read_secret(&config.resolve(p))
             .ok()
             .and_then(|s| nkeys::XKey::from_seed(&s).ok())
         {

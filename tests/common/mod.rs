@@ -324,6 +324,102 @@ impl Drop for Idp {
     }
 }
 
+/// panva/oidc-provider (OpenID-certified) on 127.0.0.1, run by node from
+/// `tests/idp/`, issuing JWT access tokens by the client-credentials grant.
+pub struct NodeIdp {
+    proc: Option<Proc>,
+    pub port: u16,
+    dir: tempfile::TempDir,
+    pub client_id: String,
+    client_secret: String,
+    /// The resource indicator: the `aud` of every token.
+    pub resource: String,
+    starts: usize,
+}
+
+impl NodeIdp {
+    pub fn start() -> NodeIdp {
+        let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/idp/provider.mjs");
+        let module =
+            Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/idp/node_modules/oidc-provider");
+        assert!(
+            module.is_dir(),
+            "oidc-provider is not installed in tests/idp — run scripts/setup.sh"
+        );
+        assert!(script.is_file(), "{} missing", script.display());
+        let mut idp = NodeIdp {
+            proc: None,
+            port: free_port(),
+            dir: tempfile::tempdir().expect("tempdir"),
+            client_id: "ci-job".into(),
+            client_secret: format!("test-secret-{}", nkeys::KeyPair::new_user().public_key()),
+            resource: "https://nats.example.test".into(),
+            starts: 0,
+        };
+        idp.launch();
+        idp
+    }
+
+    fn launch(&mut self) {
+        let mut cmd = Command::new("node");
+        cmd.arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/idp/provider.mjs"))
+            .env("IDP_PORT", self.port.to_string())
+            .env("IDP_KEYSTORE", self.dir.path().join("keystore.json"))
+            .env("IDP_CLIENT_ID", &self.client_id)
+            .env("IDP_CLIENT_SECRET", &self.client_secret)
+            .env("IDP_RESOURCE", &self.resource);
+        self.starts += 1;
+        let log = self.dir.path().join(format!("idp.{}.log", self.starts));
+        self.proc = Some(Proc::spawn(cmd, log.clone()));
+        let ready = wait_until(Duration::from_secs(15), || {
+            read_log(&log).contains("ready ")
+        });
+        assert!(ready, "oidc-provider did not start:\n{}", read_log(&log));
+    }
+
+    pub fn issuer(&self) -> String {
+        format!("http://127.0.0.1:{}", self.port)
+    }
+
+    /// The client secret in a 0600 file, as `token --client-secret-file` wants.
+    pub fn secret_file(&self) -> PathBuf {
+        let path = self.dir.path().join("client-secret");
+        write_secret(&path, &self.client_secret);
+        path
+    }
+
+    /// A client-credentials access token for `scope`.
+    pub async fn token(&self, scope: &str) -> String {
+        let resp = reqwest::Client::new()
+            .post(format!("{}/token", self.issuer()))
+            .basic_auth(&self.client_id, Some(&self.client_secret))
+            .form(&[
+                ("grant_type", "client_credentials"),
+                ("scope", scope),
+                ("resource", &self.resource),
+            ])
+            .send()
+            .await
+            .expect("token request");
+        let status = resp.status();
+        let body: Value = resp.json().await.expect("token response is JSON");
+        assert!(status.is_success(), "token endpoint said {status}: {body}");
+        body["access_token"]
+            .as_str()
+            .expect("access_token")
+            .to_owned()
+    }
+
+    /// Restarts on the same port and issuer with brand-new key material.
+    pub fn restart_with_new_key(&mut self) {
+        if let Some(mut p) = self.proc.take() {
+            p.terminate();
+        }
+        std::fs::remove_file(self.dir.path().join("keystore.json")).expect("remove keystore");
+        self.launch();
+    }
+}
+
 /// The service under test, run as the real binary.
 pub struct Service {
     proc: Option<Proc>,
@@ -398,6 +494,8 @@ pub struct EnvOptions<'a> {
     pub idp_down_at_start: bool,
     /// Extra lines for the `[policy]` table.
     pub policy_extra: &'a str,
+    /// Trust this (issuer URL, audience) instead of the in-process IdP.
+    pub external_issuer: Option<(&'a str, &'a str)>,
 }
 
 impl Default for EnvOptions<'_> {
@@ -409,6 +507,7 @@ impl Default for EnvOptions<'_> {
             token_extra: "sources = [\"auth_token\", \"password\"]",
             idp_down_at_start: false,
             policy_extra: "",
+            external_issuer: None,
         }
     }
 }
@@ -475,7 +574,7 @@ issuer_seed_file = "issuer.nk"
 [[issuer]]
 name = "corp"
 issuer = "{issuer}"
-audience = ["{AUDIENCE}"]
+audience = ["{audience}"]
 algorithms = ["RS256", "ES256"]
 leeway = "2s"
 {issuer_extra}
@@ -484,7 +583,8 @@ leeway = "2s"
 file = "policy.toml"
 {policy_extra}
 "#,
-            issuer = idp.issuer,
+            issuer = opts.external_issuer.map_or(idp.issuer.as_str(), |e| e.0),
+            audience = opts.external_issuer.map_or(AUDIENCE, |e| e.1),
             token_extra = opts.token_extra,
             policy_extra = opts.policy_extra,
             issuer_extra = opts.issuer_extra.replace("{idp}", &idp.issuer),

@@ -1,0 +1,64 @@
+// A real, OpenID-certified IdP for the e2e tests: panva/oidc-provider on
+// 127.0.0.1 only, issuing JWT access tokens by the client-credentials grant.
+// Configured by environment (set by tests/common/mod.rs):
+//   IDP_PORT, IDP_KEYSTORE (private JWKS file; created with a new RSA key
+//   when absent), IDP_CLIENT_ID, IDP_CLIENT_SECRET, IDP_RESOURCE (audience).
+import { generateKeyPairSync, randomUUID } from 'node:crypto';
+import { existsSync, readFileSync, writeFileSync } from 'node:fs';
+import Provider from 'oidc-provider';
+
+const need = (name) => {
+  const v = process.env[name];
+  if (!v) {
+    console.error(`missing ${name}`);
+    process.exit(2);
+  }
+  return v;
+};
+const port = Number(need('IDP_PORT'));
+const keystore = need('IDP_KEYSTORE');
+const resource = need('IDP_RESOURCE');
+const scopes = 'nats nats:admin';
+
+if (!existsSync(keystore)) {
+  const { privateKey } = generateKeyPairSync('rsa', { modulusLength: 2048 });
+  const jwk = { ...privateKey.export({ format: 'jwk' }), kid: randomUUID(), alg: 'RS256', use: 'sig' };
+  writeFileSync(keystore, JSON.stringify({ keys: [jwk] }), { mode: 0o600 });
+}
+
+const provider = new Provider(`http://127.0.0.1:${port}`, {
+  clients: [{
+    client_id: need('IDP_CLIENT_ID'),
+    client_secret: need('IDP_CLIENT_SECRET'),
+    grant_types: ['client_credentials'],
+    redirect_uris: [],
+    response_types: [],
+    scope: scopes,
+  }],
+  jwks: JSON.parse(readFileSync(keystore, 'utf8')),
+  scopes: scopes.split(' '),
+  features: {
+    devInteractions: { enabled: false },
+    clientCredentials: { enabled: true },
+    resourceIndicators: {
+      enabled: true,
+      defaultResource: () => resource,
+      useGrantedResource: () => true,
+      getResourceServerInfo: (ctx, indicator) => {
+        if (indicator !== resource) throw new Error(`unknown resource ${indicator}`);
+        return {
+          scope: scopes,
+          audience: resource,
+          accessTokenTTL: 300,
+          accessTokenFormat: 'jwt',
+          jwt: { sign: { alg: 'RS256' } },
+        };
+      },
+    },
+  },
+});
+
+const server = provider.listen(port, '127.0.0.1', () => console.log(`ready ${port}`));
+const stop = () => server.close(() => process.exit(0));
+process.on('SIGTERM', stop);
+process.on('SIGINT', stop);
