@@ -28,6 +28,8 @@ pub struct Approval {
 /// A decision and what it was about, for the audit line and `check`.
 #[derive(Debug, Clone)]
 pub struct Outcome {
+    /// A stable label for metrics: `ok`, or why it was denied.
+    pub class: &'static str,
     pub issuer: Option<String>,
     pub subject: Option<String>,
     pub result: Result<Approval, String>,
@@ -36,8 +38,9 @@ pub struct Outcome {
 }
 
 impl Outcome {
-    fn denied(reason: impl ToString) -> Self {
+    fn denied(class: &'static str, reason: impl ToString) -> Self {
         Self {
+            class,
             issuer: None,
             subject: None,
             result: Err(reason.to_string()),
@@ -59,10 +62,10 @@ pub struct Reply {
 
 impl Reply {
     /// A denial for a request too broken to answer with a signed response.
-    fn unaddressable(reason: String) -> Self {
+    fn unaddressable(class: &'static str, reason: String) -> Self {
         Self {
             payload: Vec::new(),
-            outcome: Outcome::denied(reason),
+            outcome: Outcome::denied(class, reason),
             client_host: String::new(),
             client_name: String::new(),
             server_id: String::new(),
@@ -71,7 +74,10 @@ impl Reply {
 
     /// The deadline passed before a decision was made.
     pub fn timed_out() -> Self {
-        Self::unaddressable("decision took too long (deadline exceeded)".into())
+        Self::unaddressable(
+            "timeout",
+            "decision took too long (deadline exceeded)".into(),
+        )
     }
 }
 
@@ -183,7 +189,7 @@ impl Decider {
     ) -> Outcome {
         match self.issuers.validate(token).await {
             Ok(verified) => self.evaluate(&verified, conn, now, explain),
-            Err(e) => Outcome::denied(e),
+            Err(e) => Outcome::denied(e.class(), e),
         }
     }
 
@@ -201,11 +207,12 @@ impl Decider {
             .and_then(Value::as_str)
             .unwrap_or_default();
         let Some(issuer) = self.issuers.by_iss(iss) else {
-            return Outcome::denied(if iss.is_empty() {
+            let e = if iss.is_empty() {
                 TokenError::NoIssuer
             } else {
                 TokenError::UnknownIssuer(iss.to_owned())
-            });
+            };
+            return Outcome::denied(e.class(), e);
         };
         let verified = VerifiedToken::new(
             issuer.config.name.clone(),
@@ -234,15 +241,23 @@ impl Decider {
         } else {
             (policy.evaluate(&identity, conn), None)
         };
-        let result = evaluated.map_err(|d| d.to_string()).and_then(|grant| {
-            let expires_at = self.expiry(&grant, token.expires_at, now);
-            if expires_at <= now {
-                Err("token expires too soon to issue a user".to_owned())
-            } else {
-                Ok(Approval { grant, expires_at })
-            }
-        });
+        let mut class = "ok";
+        let result = evaluated
+            .map_err(|d| {
+                class = d.class();
+                d.to_string()
+            })
+            .and_then(|grant| {
+                let expires_at = self.expiry(&grant, token.expires_at, now);
+                if expires_at <= now {
+                    class = "token_expiring";
+                    Err("token expires too soon to issue a user".to_owned())
+                } else {
+                    Ok(Approval { grant, expires_at })
+                }
+            });
         Outcome {
+            class,
             issuer: Some(token.issuer.clone()),
             subject: Some(token.subject.clone()),
             result,
@@ -314,24 +329,33 @@ impl Authorizer {
         let broken = Reply::unaddressable;
         let (jwt, reply_key) = match open_request(payload, server_xkey, self.xkey.as_ref()) {
             Ok(x) => x,
-            Err(e) => return broken(format!("unreadable request: {e}")),
+            Err(e) => return broken("bad_request", format!("unreadable request: {e}")),
         };
         let request = match std::str::from_utf8(&jwt)
             .map_err(|_| "request is not UTF-8".to_owned())
             .and_then(|t| decode_request(t).map_err(|e| e.to_string()))
         {
             Ok(r) => r,
-            Err(e) => return broken(format!("invalid authorization request: {e}")),
+            Err(e) => return broken("bad_request", format!("invalid authorization request: {e}")),
         };
         let req = &request.nats;
         if request.data.iss != req.server_id.id {
-            return broken("request issuer is not the sending server".into());
+            return broken(
+                "bad_request",
+                "request issuer is not the sending server".into(),
+            );
         }
         if reply_key.is_some() && req.server_id.xkey != server_xkey.unwrap_or_default() {
-            return broken("request xkey header does not match its server_id.xkey".into());
+            return broken(
+                "bad_request",
+                "request xkey header does not match its server_id.xkey".into(),
+            );
         }
         if !is_user_key(&req.user_nkey) {
-            return broken("request user_nkey is not a user public key".into());
+            return broken(
+                "bad_request",
+                "request user_nkey is not a user public key".into(),
+            );
         }
 
         let now = now_unix();
@@ -343,7 +367,7 @@ impl Authorizer {
         };
         let outcome = match token {
             Some(t) => self.decider.decide(t, &conn, now, false).await,
-            None => Outcome::denied(TokenError::Missing),
+            None => Outcome::denied(TokenError::Missing.class(), TokenError::Missing),
         };
         let response = match &outcome.result {
             Ok(approval) => self
@@ -366,7 +390,7 @@ impl Authorizer {
             Ok(p) => (p, outcome),
             Err(e) => (
                 Vec::new(),
-                Outcome::denied(format!("cannot build response: {e}")),
+                Outcome::denied("internal", format!("cannot build response: {e}")),
             ),
         };
         Reply {

@@ -35,6 +35,8 @@ pub struct Config {
     pub policy: PolicyRef,
     #[serde(default)]
     pub http: Option<HttpConfig>,
+    #[serde(default)]
+    pub audit: AuditConfig,
     /// Directory of the config file; relative paths are taken from here.
     #[serde(skip)]
     pub base_dir: PathBuf,
@@ -245,6 +247,14 @@ fn default_watch_interval() -> HumanDuration {
     HumanDuration(Duration::from_secs(2))
 }
 
+/// Where decisions are recorded besides the log.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AuditConfig {
+    /// Publish every decision as JSON on this NATS subject.
+    pub subject: Option<String>,
+}
+
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct HttpConfig {
@@ -309,6 +319,13 @@ impl Config {
             && self.nats.user.is_none()
         {
             return Err(self.semantic("[nats] a password needs `user`".into()));
+        }
+        if let Some(subject) = &self.audit.subject {
+            if crate::policy::validate_subject(subject).is_err() || subject.contains(['*', '>']) {
+                return Err(self.semantic(format!(
+                    "[audit] subject {subject:?} is not a plain NATS subject"
+                )));
+            }
         }
         if self.token.sources.is_empty() {
             return Err(self.semantic("[token] sources must name at least one field".into()));

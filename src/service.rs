@@ -3,7 +3,7 @@
 //! policy reload on SIGHUP, drain on SIGINT/SIGTERM.
 
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use futures::StreamExt;
 use sha2::{Digest, Sha256};
@@ -13,6 +13,7 @@ use tokio::task::JoinSet;
 
 use crate::authorize::{read_secret, Authorizer, Reply, SetupError};
 use crate::config::Config;
+use crate::metrics::Metrics;
 use crate::protocol::XKEY_HEADER;
 
 /// Subject nats-server publishes authorization requests on.
@@ -38,6 +39,8 @@ pub enum ServiceError {
     Subscribe(String),
     #[error("cannot install signal handlers: {0}")]
     Signals(std::io::Error),
+    #[error("cannot listen on {0} for http: {1}")]
+    Http(String, std::io::Error),
 }
 
 pub async fn run(config: Config) -> Result<(), ServiceError> {
@@ -57,6 +60,19 @@ pub async fn run(config: Config) -> Result<(), ServiceError> {
         .flush()
         .await
         .map_err(|e| ServiceError::Subscribe(e.to_string()))?;
+
+    let metrics = Arc::new(Metrics::default());
+    if let Some(http) = &config.http {
+        let state = Arc::new(crate::http::State {
+            authorizer: authorizer.clone(),
+            metrics: metrics.clone(),
+            nats: client.clone(),
+        });
+        let addr = crate::http::spawn(&http.listen, state)
+            .await
+            .map_err(|e| ServiceError::Http(http.listen.clone(), e))?;
+        tracing::info!(%addr, "http: /metrics /healthz /readyz");
+    }
 
     let mut term = signal(SignalKind::terminate()).map_err(ServiceError::Signals)?;
     let mut int = signal(SignalKind::interrupt()).map_err(ServiceError::Signals)?;
@@ -79,13 +95,17 @@ pub async fn run(config: Config) -> Result<(), ServiceError> {
                 let permit = slots.clone().acquire_owned().await.expect("semaphore never closed");
                 let authorizer = authorizer.clone();
                 let client = client.clone();
+                let metrics = metrics.clone();
+                let audit_subject = config.audit.subject.clone();
                 tasks.spawn(async move {
                     let server_xkey = msg
                         .headers
                         .as_ref()
                         .and_then(|h| h.get(XKEY_HEADER))
                         .map(|v| v.as_str().to_owned());
-                    let reply = match tokio::time::timeout(
+                    let started = Instant::now();
+                    metrics.request_started();
+                    let mut reply = match tokio::time::timeout(
                         REQUEST_DEADLINE,
                         authorizer.respond(&msg.payload, server_xkey.as_deref()),
                     )
@@ -94,9 +114,22 @@ pub async fn run(config: Config) -> Result<(), ServiceError> {
                         Ok(reply) => reply,
                         Err(_) => Reply::timed_out(),
                     };
-                    audit(&reply);
-                    if let Err(e) = client.publish(reply_to, reply.payload.into()).await {
+                    let took = started.elapsed();
+                    let o = &reply.outcome;
+                    let result = if o.result.is_ok() { "allow" } else { "deny" };
+                    metrics.record_decision(result, o.class, o.issuer.as_deref().unwrap_or(""), took);
+                    metrics.request_finished();
+                    let payload = std::mem::take(&mut reply.payload);
+                    if let Err(e) = client.publish(reply_to, payload.into()).await {
                         tracing::warn!(error = %e, "could not publish authorization response");
+                    }
+                    let event = AuditEvent::of(&reply, took);
+                    event.log();
+                    if let Some(subject) = audit_subject.as_deref() {
+                        let json = serde_json::to_vec(&event).expect("audit event serializes");
+                        if let Err(e) = client.publish(subject.to_owned(), json.into()).await {
+                            tracing::warn!(error = %e, "could not publish the audit event");
+                        }
                     }
                     drop(permit);
                 });
@@ -229,33 +262,60 @@ async fn connect(config: &Config) -> Result<async_nats::Client, ServiceError> {
     opts.connect(addrs).await.map_err(|e| fail(e.to_string()))
 }
 
-/// One line per decision. Never the token.
-fn audit(reply: &Reply) {
-    let o = &reply.outcome;
-    let issuer = o.issuer.as_deref().unwrap_or("");
-    let subject = o.subject.as_deref().unwrap_or("");
-    match &o.result {
-        Ok(a) => tracing::info!(
+/// One decision, as logged and as published on the audit subject. It
+/// carries no token and no secret.
+#[derive(serde::Serialize)]
+struct AuditEvent<'a> {
+    decision: &'static str,
+    reason: Option<&'a str>,
+    reason_class: &'static str,
+    issuer: Option<&'a str>,
+    subject: Option<&'a str>,
+    client_host: &'a str,
+    client_name: &'a str,
+    server_id: &'a str,
+    rules: &'a [String],
+    account: Option<&'a str>,
+    expires_at: Option<i64>,
+    duration_us: u64,
+}
+
+impl<'a> AuditEvent<'a> {
+    fn of(reply: &'a Reply, took: Duration) -> Self {
+        let o = &reply.outcome;
+        let approval = o.result.as_ref().ok();
+        AuditEvent {
+            decision: if approval.is_some() { "allow" } else { "deny" },
+            reason: o.result.as_ref().err().map(String::as_str),
+            reason_class: o.class,
+            issuer: o.issuer.as_deref(),
+            subject: o.subject.as_deref(),
+            client_host: &reply.client_host,
+            client_name: &reply.client_name,
+            server_id: &reply.server_id,
+            rules: approval.map_or(&[], |a| a.grant.rules.as_slice()),
+            account: approval.map(|a| a.grant.account.as_str()),
+            expires_at: approval.map(|a| a.expires_at),
+            duration_us: took.as_micros().min(u64::MAX as u128) as u64,
+        }
+    }
+
+    fn log(&self) {
+        tracing::info!(
             target: "audit",
-            decision = "allow",
-            issuer, subject,
-            client_host = %reply.client_host,
-            client_name = %reply.client_name,
-            server_id = %reply.server_id,
-            rules = %a.grant.rules.join(","),
-            account = %a.grant.account,
-            expires_at = a.expires_at,
+            decision = self.decision,
+            reason = self.reason,
+            reason_class = self.reason_class,
+            issuer = self.issuer,
+            subject = self.subject,
+            client_host = self.client_host,
+            client_name = self.client_name,
+            server_id = self.server_id,
+            rules = %self.rules.join(","),
+            account = self.account,
+            expires_at = self.expires_at,
+            duration_us = self.duration_us,
             "authorization decision"
-        ),
-        Err(reason) => tracing::info!(
-            target: "audit",
-            decision = "deny",
-            issuer, subject,
-            client_host = %reply.client_host,
-            client_name = %reply.client_name,
-            server_id = %reply.server_id,
-            reason = %reason,
-            "authorization decision"
-        ),
+        );
     }
 }

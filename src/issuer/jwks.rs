@@ -197,6 +197,7 @@ pub struct KeyStore {
     last_kid_refetch: Mutex<Option<Instant>>,
     min_refetch: Duration,
     fetches: AtomicU64,
+    failures: AtomicU64,
 }
 
 impl KeyStore {
@@ -215,6 +216,7 @@ impl KeyStore {
             last_kid_refetch: Mutex::new(None),
             min_refetch,
             fetches: AtomicU64::new(0),
+            failures: AtomicU64::new(0),
         }
     }
 
@@ -231,6 +233,11 @@ impl KeyStore {
         self.fetches.load(Ordering::Relaxed)
     }
 
+    /// Number of failed fetch attempts so far.
+    pub fn failure_count(&self) -> u64 {
+        self.failures.load(Ordering::Relaxed)
+    }
+
     /// Loads the keys now. On failure the previous keys stay in place.
     pub async fn refresh(&self) -> Result<Arc<KeySet>, JwksError> {
         let started = Instant::now();
@@ -242,7 +249,9 @@ impl KeyStore {
             }
         }
         self.fetches.fetch_add(1, Ordering::Relaxed);
-        let set = Arc::new(self.load().await?);
+        let set = Arc::new(self.load().await.inspect_err(|_| {
+            self.failures.fetch_add(1, Ordering::Relaxed);
+        })?);
         *self.current.write().expect("key lock") = Some(set.clone());
         Ok(set)
     }

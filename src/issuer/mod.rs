@@ -79,6 +79,30 @@ pub enum TokenError {
     TooOld { age_secs: i64 },
 }
 
+impl TokenError {
+    /// A stable label for metrics.
+    pub fn class(&self) -> &'static str {
+        use TokenError::*;
+        match self {
+            Missing => "no_token",
+            TooLarge(_) | Malformed(_) | ClaimFormat(_) | MissingClaim(_) | Typ { .. } => {
+                "token_malformed"
+            }
+            AlgNone | UnsupportedAlg(_) | AlgNotAllowed { .. } | ForbiddenHeader(_) => {
+                "token_algorithm"
+            }
+            NoIssuer | UnknownIssuer(_) => "unknown_issuer",
+            KeysUnavailable(_) | StaleKeys { .. } => "keys_unavailable",
+            UnknownKid { .. } | KeyMismatch(_) | AmbiguousKey(_) => "unknown_key",
+            BadSignature => "bad_signature",
+            Expired | TooOld { .. } => "token_expired",
+            NotYetValid => "token_not_yet_valid",
+            Audience => "audience",
+            Issuer => "issuer_mismatch",
+        }
+    }
+}
+
 /// A token whose signature and registered claims were verified.
 #[derive(Debug, Clone)]
 pub struct VerifiedToken {
@@ -119,6 +143,7 @@ pub struct Issuers {
     /// one token costs one signature check.
     cache: moka::future::Cache<[u8; 32], Cached>,
     signature_checks: AtomicU64,
+    cache_hits: AtomicU64,
 }
 
 /// A cache entry and how long it may live: never past the token's `exp`,
@@ -194,6 +219,7 @@ impl Issuers {
                 .expire_after(CacheExpiry)
                 .build(),
             signature_checks: AtomicU64::new(0),
+            cache_hits: AtomicU64::new(0),
         })
     }
 
@@ -262,6 +288,7 @@ impl Issuers {
         let key: [u8; 32] = Sha256::digest(token.as_bytes()).into();
         if let Some(hit) = self.cache.get(&key).await {
             if hit.token.expires_at.is_some_and(|exp| exp > now_unix()) {
+                self.cache_hits.fetch_add(1, Ordering::Relaxed);
                 return Ok(hit.token);
             }
         }
@@ -277,6 +304,11 @@ impl Issuers {
             .await
             .map(|c| c.token)
             .map_err(|e| (*e).clone())
+    }
+
+    /// Tokens served from the cache without a signature check.
+    pub fn cache_hits(&self) -> u64 {
+        self.cache_hits.load(Ordering::Relaxed)
     }
 
     /// Tokens whose signature was actually checked (cache misses).

@@ -141,6 +141,17 @@ pub enum Denial {
     Interpolation(#[from] InterpolationError),
 }
 
+impl Denial {
+    /// A stable label for metrics.
+    pub fn class(&self) -> &'static str {
+        match self {
+            Denial::NoRule => "no_rule",
+            Denial::AccountConflict { .. } => "account_conflict",
+            Denial::Interpolation(_) => "claim_not_a_token",
+        }
+    }
+}
+
 impl Policy {
     /// Loads and compiles a policy. `issuers`, when given, are the issuer
     /// names the config defines; rules naming others are errors.

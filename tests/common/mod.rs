@@ -496,6 +496,8 @@ pub struct EnvOptions<'a> {
     pub policy_extra: &'a str,
     /// Trust this (issuer URL, audience) instead of the in-process IdP.
     pub external_issuer: Option<(&'a str, &'a str)>,
+    /// Whole tables appended to the service config (`[http]`, `[audit]`).
+    pub config_extra: &'a str,
 }
 
 impl Default for EnvOptions<'_> {
@@ -508,6 +510,7 @@ impl Default for EnvOptions<'_> {
             idp_down_at_start: false,
             policy_extra: "",
             external_issuer: None,
+            config_extra: "",
         }
     }
 }
@@ -582,11 +585,14 @@ leeway = "2s"
 [policy]
 file = "policy.toml"
 {policy_extra}
+
+{config_extra}
 "#,
             issuer = opts.external_issuer.map_or(idp.issuer.as_str(), |e| e.0),
             audience = opts.external_issuer.map_or(AUDIENCE, |e| e.1),
             token_extra = opts.token_extra,
             policy_extra = opts.policy_extra,
+            config_extra = opts.config_extra,
             issuer_extra = opts.issuer_extra.replace("{idp}", &idp.issuer),
         );
         let config_path = dir.path().join("callout.toml");

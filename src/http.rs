@@ -1,0 +1,177 @@
+//! The operator's HTTP endpoint (`[http] listen`): `/metrics` (Prometheus),
+//! `/healthz` (the process runs) and `/readyz` (NATS connected, policy
+//! loaded, keys available for every issuer).
+
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use http_body_util::Full;
+use hyper::body::{Bytes, Incoming};
+use hyper::{Request, Response, StatusCode};
+use hyper_util::rt::TokioIo;
+
+use crate::authorize::Authorizer;
+use crate::metrics::{Exposition, Metrics};
+
+/// What the endpoints report on.
+pub struct State {
+    pub authorizer: Arc<Authorizer>,
+    pub metrics: Arc<Metrics>,
+    pub nats: async_nats::Client,
+}
+
+/// Binds now (so a bad address fails startup) and serves in the background.
+pub async fn spawn(listen: &str, state: Arc<State>) -> std::io::Result<SocketAddr> {
+    let listener = tokio::net::TcpListener::bind(listen).await?;
+    let addr = listener.local_addr()?;
+    tokio::spawn(async move {
+        loop {
+            let Ok((stream, _)) = listener.accept().await else {
+                continue;
+            };
+            let state = state.clone();
+            tokio::spawn(async move {
+                let service = hyper::service::service_fn(move |req| handle(req, state.clone()));
+                let _ = hyper::server::conn::http1::Builder::new()
+                    .serve_connection(TokioIo::new(stream), service)
+                    .await;
+            });
+        }
+    });
+    Ok(addr)
+}
+
+async fn handle(
+    req: Request<Incoming>,
+    state: Arc<State>,
+) -> Result<Response<Full<Bytes>>, Infallible> {
+    let (status, content_type, body) = match (req.method().as_str(), req.uri().path()) {
+        ("GET", "/metrics") => (StatusCode::OK, "text/plain; version=0.0.4", render(&state)),
+        ("GET", "/healthz") => (StatusCode::OK, "text/plain", "ok\n".to_owned()),
+        ("GET", "/readyz") => {
+            let (ready, report) = readiness(&state);
+            let status = if ready {
+                StatusCode::OK
+            } else {
+                StatusCode::SERVICE_UNAVAILABLE
+            };
+            (status, "text/plain", report)
+        }
+        _ => (
+            StatusCode::NOT_FOUND,
+            "text/plain",
+            "not found\n".to_owned(),
+        ),
+    };
+    Ok(Response::builder()
+        .status(status)
+        .header("content-type", content_type)
+        .body(Full::new(Bytes::from(body)))
+        .expect("static response parts"))
+}
+
+fn nats_connected(state: &State) -> bool {
+    state.nats.connection_state() == async_nats::connection::State::Connected
+}
+
+/// Ready when NATS is connected and every issuer has keys; the body says
+/// which check failed.
+fn readiness(state: &State) -> (bool, String) {
+    let mut ready = nats_connected(state);
+    let mut report = format!(
+        "nats: {}\n",
+        if ready { "connected" } else { "disconnected" }
+    );
+    let policy = state.authorizer.decider().policy();
+    report += &format!("policy: loaded ({} rules)\n", policy.rule_count());
+    for issuer in state.authorizer.decider().issuers().iter() {
+        let keys = issuer.keys.current().map_or(0, |k| k.len());
+        ready &= keys > 0;
+        report += &format!("issuer {}: {keys} keys\n", issuer.config.name);
+    }
+    (ready, report)
+}
+
+fn render(state: &State) -> String {
+    let mut out = Exposition::default();
+    state.metrics.render_into(&mut out);
+    let issuers = state.authorizer.decider().issuers();
+    let per_issuer = [
+        (
+            "nats_oidc_callout_jwks_fetches_total",
+            "counter",
+            "JWKS fetch attempts.",
+        ),
+        (
+            "nats_oidc_callout_jwks_fetch_failures_total",
+            "counter",
+            "Failed JWKS fetch attempts.",
+        ),
+        ("nats_oidc_callout_jwks_keys", "gauge", "Usable keys held."),
+        (
+            "nats_oidc_callout_jwks_key_age_seconds",
+            "gauge",
+            "Time since the keys were last refreshed.",
+        ),
+    ];
+    for (i, (name, kind, help)) in per_issuer.iter().enumerate() {
+        out.header(name, kind, help);
+        for issuer in issuers.iter() {
+            let keys = issuer.keys.current();
+            let value = match i {
+                0 => issuer.keys.fetch_count() as f64,
+                1 => issuer.keys.failure_count() as f64,
+                2 => keys.map_or(0.0, |k| k.len() as f64),
+                _ => match keys {
+                    Some(k) => k.fetched_at.elapsed().as_secs_f64(),
+                    None => continue,
+                },
+            };
+            out.sample(name, &[("issuer", &issuer.config.name)], value);
+        }
+    }
+    let counters = [
+        (
+            "nats_oidc_callout_token_cache_hits_total",
+            "Tokens served from the verified-token cache.",
+            issuers.cache_hits(),
+        ),
+        (
+            "nats_oidc_callout_signature_checks_total",
+            "Token signatures verified.",
+            issuers.signature_checks(),
+        ),
+    ];
+    for (name, help, v) in counters {
+        out.header(name, "counter", help);
+        out.sample(name, &[], v as f64);
+    }
+    let (ok, failed) = state.authorizer.decider().reload_counts();
+    out.header(
+        "nats_oidc_callout_policy_reloads_total",
+        "counter",
+        "Policy reloads by result.",
+    );
+    out.sample(
+        "nats_oidc_callout_policy_reloads_total",
+        &[("result", "ok")],
+        ok as f64,
+    );
+    out.sample(
+        "nats_oidc_callout_policy_reloads_total",
+        &[("result", "error")],
+        failed as f64,
+    );
+    out.header(
+        "nats_oidc_callout_nats_connected",
+        "gauge",
+        "1 when connected to NATS.",
+    );
+    out.sample(
+        "nats_oidc_callout_nats_connected",
+        &[],
+        if nats_connected(state) { 1.0 } else { 0.0 },
+    );
+    out.0
+}

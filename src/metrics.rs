@@ -1,0 +1,176 @@
+//! Counters for `/metrics`, in the Prometheus text format. Hand-written:
+//! a handful of series does not need a metrics framework.
+
+use std::collections::BTreeMap;
+use std::fmt::Write;
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
+use std::sync::Mutex;
+use std::time::Duration;
+
+/// Upper bounds (seconds) of the decision latency histogram.
+const BUCKETS: [f64; 12] = [
+    0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.5, 1.5,
+];
+
+#[derive(Default)]
+pub struct Metrics {
+    /// (result, reason class, issuer) → count.
+    decisions: Mutex<BTreeMap<(&'static str, &'static str, String), u64>>,
+    latency_buckets: [AtomicU64; BUCKETS.len()],
+    latency_count: AtomicU64,
+    latency_sum_nanos: AtomicU64,
+    in_flight: AtomicI64,
+}
+
+impl Metrics {
+    pub fn record_decision(
+        &self,
+        result: &'static str,
+        class: &'static str,
+        issuer: &str,
+        took: Duration,
+    ) {
+        *self
+            .decisions
+            .lock()
+            .expect("metrics lock")
+            .entry((result, class, issuer.to_owned()))
+            .or_default() += 1;
+        let secs = took.as_secs_f64();
+        for (i, bound) in BUCKETS.iter().enumerate() {
+            if secs <= *bound {
+                self.latency_buckets[i].fetch_add(1, Ordering::Relaxed);
+            }
+        }
+        self.latency_count.fetch_add(1, Ordering::Relaxed);
+        self.latency_sum_nanos.fetch_add(
+            took.as_nanos().min(u64::MAX as u128) as u64,
+            Ordering::Relaxed,
+        );
+    }
+
+    pub fn request_started(&self) {
+        self.in_flight.fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub fn request_finished(&self) {
+        self.in_flight.fetch_sub(1, Ordering::Relaxed);
+    }
+
+    /// Writes the decision series; other sources append their own.
+    pub fn render_into(&self, out: &mut Exposition) {
+        out.header(
+            "nats_oidc_callout_decisions_total",
+            "counter",
+            "Authorization decisions by result, reason class and issuer.",
+        );
+        for ((result, class, issuer), n) in self.decisions.lock().expect("metrics lock").iter() {
+            out.sample(
+                "nats_oidc_callout_decisions_total",
+                &[
+                    ("result", result),
+                    ("reason_class", class),
+                    ("issuer", issuer),
+                ],
+                *n as f64,
+            );
+        }
+        let name = "nats_oidc_callout_decision_duration_seconds";
+        out.header(
+            name,
+            "histogram",
+            "Time from request received to response ready.",
+        );
+        for (i, bound) in BUCKETS.iter().enumerate() {
+            let le = bound.to_string();
+            out.sample(
+                &format!("{name}_bucket"),
+                &[("le", &le)],
+                self.latency_buckets[i].load(Ordering::Relaxed) as f64,
+            );
+        }
+        let count = self.latency_count.load(Ordering::Relaxed) as f64;
+        out.sample(&format!("{name}_bucket"), &[("le", "+Inf")], count);
+        out.sample(
+            &format!("{name}_sum"),
+            &[],
+            self.latency_sum_nanos.load(Ordering::Relaxed) as f64 / 1e9,
+        );
+        out.sample(&format!("{name}_count"), &[], count);
+        out.header(
+            "nats_oidc_callout_in_flight_requests",
+            "gauge",
+            "Authorization requests being handled.",
+        );
+        out.sample(
+            "nats_oidc_callout_in_flight_requests",
+            &[],
+            self.in_flight.load(Ordering::Relaxed) as f64,
+        );
+    }
+}
+
+/// A Prometheus text exposition being written.
+#[derive(Default)]
+pub struct Exposition(pub String);
+
+impl Exposition {
+    pub fn header(&mut self, name: &str, kind: &str, help: &str) {
+        let _ = writeln!(self.0, "# HELP {name} {help}\n# TYPE {name} {kind}");
+    }
+
+    pub fn sample(&mut self, name: &str, labels: &[(&str, &str)], value: f64) {
+        self.0.push_str(name);
+        if !labels.is_empty() {
+            self.0.push('{');
+            for (i, (k, v)) in labels.iter().enumerate() {
+                if i > 0 {
+                    self.0.push(',');
+                }
+                let v = v
+                    .replace('\\', "\\\\")
+                    .replace('"', "\\\"")
+                    .replace('\n', "\\n");
+                let _ = write!(self.0, "{k}=\"{v}\"");
+            }
+            self.0.push('}');
+        }
+        let _ = writeln!(self.0, " {value}");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn renders_counters_and_histogram() {
+        let m = Metrics::default();
+        m.record_decision("allow", "ok", "corp", Duration::from_micros(300));
+        m.record_decision("deny", "token_expired", "corp", Duration::from_millis(20));
+        m.record_decision("deny", "token_expired", "corp", Duration::from_millis(20));
+        let mut out = Exposition::default();
+        m.render_into(&mut out);
+        let text = out.0;
+        assert!(text.contains("nats_oidc_callout_decisions_total{result=\"deny\",reason_class=\"token_expired\",issuer=\"corp\"} 2"), "{text}");
+        assert!(
+            text.contains("nats_oidc_callout_decision_duration_seconds_bucket{le=\"0.0005\"} 1"),
+            "{text}"
+        );
+        assert!(
+            text.contains("nats_oidc_callout_decision_duration_seconds_bucket{le=\"0.025\"} 3"),
+            "{text}"
+        );
+        assert!(
+            text.contains("nats_oidc_callout_decision_duration_seconds_count 3"),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn label_values_are_escaped() {
+        let mut out = Exposition::default();
+        out.sample("x", &[("issuer", "a\"b\\c")], 1.0);
+        assert_eq!(out.0, "x{issuer=\"a\\\"b\\\\c\"} 1\n");
+    }
+}
