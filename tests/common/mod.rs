@@ -423,17 +423,25 @@ impl NodeIdp {
 /// The service under test, run as the real binary.
 pub struct Service {
     proc: Option<Proc>,
+    log: PathBuf,
 }
 
 pub const READY_LINE: &str = "ready: listening for authorization requests";
 
 impl Service {
+    /// Starts an instance; several may run on one config (HA), each with
+    /// its own log next to the config.
     pub fn start(config: &Path) -> Service {
+        static INSTANCES: AtomicUsize = AtomicUsize::new(0);
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_nats-oidc-callout"));
         cmd.arg("serve").arg("--config").arg(config);
-        let log = config.with_extension("log");
+        let n = INSTANCES.fetch_add(1, Ordering::SeqCst);
+        let log = config.with_file_name(format!("service-{n}.log"));
         let proc = Proc::spawn(cmd, log.clone());
-        let svc = Service { proc: Some(proc) };
+        let svc = Service {
+            proc: Some(proc),
+            log: log.clone(),
+        };
         let ready = wait_until(Duration::from_secs(15), || {
             read_log(&log).contains(READY_LINE)
         });
@@ -441,16 +449,22 @@ impl Service {
         svc
     }
 
+    /// Everything this instance logged, also after it stopped.
     pub fn log(&self) -> String {
-        self.proc
-            .as_ref()
-            .map(|p| read_log(&p.log))
-            .unwrap_or_default()
+        read_log(&self.log)
     }
 
     pub fn signal(&self, sig: &str) {
         if let Some(p) = &self.proc {
             p.signal(sig);
+        }
+    }
+
+    /// SIGKILL: a crash, with no drain.
+    pub fn kill(&mut self) {
+        if let Some(mut p) = self.proc.take() {
+            let _ = p.child.kill();
+            let _ = p.child.wait();
         }
     }
 
@@ -498,6 +512,8 @@ pub struct EnvOptions<'a> {
     pub external_issuer: Option<(&'a str, &'a str)>,
     /// Whole tables appended to the service config (`[http]`, `[audit]`).
     pub config_extra: &'a str,
+    /// Lines appended to the nats-server config (`cluster {…}`).
+    pub nats_extra: &'a str,
 }
 
 impl Default for EnvOptions<'_> {
@@ -511,6 +527,7 @@ impl Default for EnvOptions<'_> {
             policy_extra: "",
             external_issuer: None,
             config_extra: "",
+            nats_extra: "",
         }
     }
 }
@@ -539,6 +556,8 @@ pub struct Env {
     pub idp: Idp,
     pub key: LocalKey,
     pub nats: NatsServer,
+    /// The nats-server config the callout needs (for more nodes).
+    pub nats_config: String,
     pub service: Service,
     pub dir: tempfile::TempDir,
 }
@@ -598,19 +617,18 @@ file = "policy.toml"
         let config_path = dir.path().join("callout.toml");
         std::fs::write(&config_path, config).unwrap();
         let xkey_pub = xkey.public_key();
-        let nats = NatsServer::start(
+        let nats_config = callout_server_config(
             port,
-            &callout_server_config(
-                port,
-                &account.public_key(),
-                opts.xkey.then_some(xkey_pub.as_str()),
-            ),
+            &account.public_key(),
+            opts.xkey.then_some(xkey_pub.as_str()),
         );
+        let nats = NatsServer::start(port, &format!("{nats_config}\n{}", opts.nats_extra));
         let service = Service::start(&config_path);
         Env {
             idp,
             key,
             nats,
+            nats_config,
             service,
             dir,
         }
