@@ -28,3 +28,16 @@ if [ "$have" != "$want" ]; then
   (cd "$idp" && npm ci --no-audit --no-fund --loglevel=error)
 fi
 echo "oidc-provider $want: $idp/node_modules"
+
+# docker-compose (Debian's package) only validates docker-compose.yml here;
+# no container engine is needed for that.
+if ! command -v docker-compose >/dev/null; then
+  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+    apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq docker-compose >/dev/null
+  else
+    echo "setup: install docker-compose (Debian package docker-compose) to validate docker-compose.yml" >&2
+    exit 1
+  fi
+fi
+echo "docker-compose: $(command -v docker-compose)"
