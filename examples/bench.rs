@@ -163,7 +163,7 @@ async fn main() {
         "build the binary first: cargo build --release --bins --examples"
     );
 
-    let key = LocalKey::generate_rsa(Algorithm::RS256).unwrap();
+    let key = LocalKey::generate(Algorithm::RS256).unwrap();
     std::fs::write(d.join("jwks.json"), jwks(&[&key]).to_string()).unwrap();
     let account = nkeys::KeyPair::new_account();
     let xkey = nkeys::XKey::new();

@@ -129,7 +129,7 @@ async fn refusals_carry_reasons() {
     env.assert_refused(connect_token(&url, "garbage").await, "malformed token")
         .await;
 
-    let stranger = LocalKey::generate_rsa(Algorithm::RS256).unwrap();
+    let stranger = LocalKey::generate(Algorithm::RS256).unwrap();
     let mut h = Header::new(Algorithm::RS256);
     h.kid = Some(env.key.kid.clone());
     let forged = stranger.sign_with_header(&h, &env.claims("eve", "nats"));
@@ -227,7 +227,7 @@ async fn user_expires_with_its_token() {
 async fn key_rotation_is_picked_up_on_unknown_kid() {
     let env = Env::start(EnvOptions::default()).await;
     let fetches_before = env.idp.jwks_fetches();
-    let new_key = LocalKey::generate_es256().unwrap();
+    let new_key = LocalKey::generate(Algorithm::ES256).unwrap();
     env.idp.set_keys(&[&new_key]);
 
     let client = connect_token(&env.nats.url(), &new_key.sign(&env.claims("erin", "nats")))

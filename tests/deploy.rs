@@ -85,7 +85,7 @@ async fn deploy_configs_run_against_a_real_server() {
     let service = Service::start(&d.join("callout.toml"));
     // No Keycloak here: the service runs, and refuses with the reason.
     let key =
-        nats_oidc_callout::issuer::LocalKey::generate_rsa(jsonwebtoken::Algorithm::RS256).unwrap();
+        nats_oidc_callout::issuer::LocalKey::generate(jsonwebtoken::Algorithm::RS256).unwrap();
     let token = key.sign(&serde_json::json!({"iss": "http://keycloak:8080/realms/nats", "aud": "nats", "exp": now() + 60}));
     assert!(connect_token(&nats.url(), &token).await.is_err());
     let needle = "Auth callout service returned an error: keys unavailable for issuer \"keycloak\"";

@@ -333,8 +333,8 @@ fn per_idp_policies_on_realistic_claims() {
 /// claims survive signature and registered-claim checks unchanged.
 #[tokio::test]
 async fn per_idp_tokens_through_validation() {
-    let rsa = LocalKey::generate_rsa(Algorithm::RS256).unwrap();
-    let ec = LocalKey::generate_es256().unwrap();
+    let rsa = LocalKey::generate(Algorithm::RS256).unwrap();
+    let ec = LocalKey::generate(Algorithm::ES256).unwrap();
     for (policy, claims_file, expected) in provider_cases() {
         let key = if policy == "keycloak" { &ec } else { &rsa };
         let dir = tempfile::tempdir().unwrap();

@@ -204,7 +204,7 @@ fn write_setup(args: &BootstrapArgs) -> Result<String, String> {
 
 /// Creates the development issuer: an ES256 key and its public JWKS.
 fn write_dev_issuer(dir: &Path) -> Result<(), String> {
-    let key = LocalKey::generate_es256().map_err(|e| e.to_string())?;
+    let key = LocalKey::generate(Algorithm::ES256).map_err(|e| e.to_string())?;
     let jwks = serde_json::to_string_pretty(&jwks(&[&key])).map_err(|e| e.to_string())?;
     write_secret(&dir.join(DEV_KEY_FILE), key.pem().as_bytes())?;
     write_new(&dir.join("dev-jwks.json"), jwks.as_bytes(), 0o644)

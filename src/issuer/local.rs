@@ -3,7 +3,9 @@
 
 use aws_lc_rs::encoding::AsDer;
 use aws_lc_rs::rsa::{KeyPair as RsaKeyPair, KeySize};
-use aws_lc_rs::signature::{EcdsaKeyPair, ECDSA_P256_SHA256_FIXED_SIGNING};
+use aws_lc_rs::signature::{
+    EcdsaKeyPair, Ed25519KeyPair, ECDSA_P256_SHA256_FIXED_SIGNING, ECDSA_P384_SHA384_FIXED_SIGNING,
+};
 use base64::engine::general_purpose::STANDARD;
 use base64::Engine;
 use jsonwebtoken::jwk::{Jwk, ThumbprintHash};
@@ -23,24 +25,37 @@ pub struct LocalKey {
 pub struct LocalKeyError(String);
 
 impl LocalKey {
-    /// A new P-256 key for ES256.
-    pub fn generate_es256() -> Result<Self, LocalKeyError> {
-        let pair = EcdsaKeyPair::generate(&ECDSA_P256_SHA256_FIXED_SIGNING)
-            .map_err(|_| LocalKeyError("EC key generation failed".into()))?;
-        let der = pair
-            .to_pkcs8v1()
-            .map_err(|_| LocalKeyError("EC key export failed".into()))?;
-        Self::from_pem(Algorithm::ES256, &pem("PRIVATE KEY", der.as_ref()))
-    }
-
-    /// A new 2048-bit RSA key for RS256 (or another RSA algorithm).
-    pub fn generate_rsa(alg: Algorithm) -> Result<Self, LocalKeyError> {
-        let pair = RsaKeyPair::generate(KeySize::Rsa2048)
-            .map_err(|_| LocalKeyError("RSA key generation failed".into()))?;
-        let der = pair
-            .as_der()
-            .map_err(|_| LocalKeyError("RSA key export failed".into()))?;
-        Self::from_pem(alg, &pem("PRIVATE KEY", der.as_ref()))
+    /// A new key for `alg`: RSA 2048 for RS*/PS*, P-256 or P-384 for
+    /// ES256/ES384, Ed25519 for EdDSA. HMAC is refused: never a signing key here.
+    pub fn generate(alg: Algorithm) -> Result<Self, LocalKeyError> {
+        use Algorithm::*;
+        let failed = |what: &str| LocalKeyError(format!("{what} key generation failed"));
+        let der = match alg {
+            RS256 | RS384 | RS512 | PS256 | PS384 | PS512 => RsaKeyPair::generate(KeySize::Rsa2048)
+                .and_then(|k| k.as_der().map(|d| d.as_ref().to_vec()))
+                .map_err(|_| failed("RSA"))?,
+            ES256 | ES384 => {
+                let curve = if alg == ES256 {
+                    &ECDSA_P256_SHA256_FIXED_SIGNING
+                } else {
+                    &ECDSA_P384_SHA384_FIXED_SIGNING
+                };
+                EcdsaKeyPair::generate(curve)
+                    .and_then(|k| k.to_pkcs8v1())
+                    .map(|d| d.as_ref().to_vec())
+                    .map_err(|_| failed("EC"))?
+            }
+            EdDSA => Ed25519KeyPair::generate()
+                .and_then(|k| k.to_pkcs8v1())
+                .map(|d| d.as_ref().to_vec())
+                .map_err(|_| failed("Ed25519"))?,
+            other => {
+                return Err(LocalKeyError(format!(
+                    "{other:?} keys are never generated here"
+                )))
+            }
+        };
+        Self::from_pem(alg, &pem("PRIVATE KEY", &der))
     }
 
     /// Loads a PKCS#8 PEM private key written by [`LocalKey::pem`].

@@ -16,11 +16,16 @@ struct Fixture {
 }
 
 fn fixture(extra_keys: &[&LocalKey], issuer_extra: &str) -> Fixture {
-    let rsa = LocalKey::generate_rsa(Algorithm::RS256).unwrap();
+    let rsa = LocalKey::generate(Algorithm::RS256).unwrap();
     let dir = tempfile::tempdir().unwrap();
     let mut keys = vec![&rsa];
     keys.extend_from_slice(extra_keys);
     std::fs::write(dir.path().join("jwks.json"), jwks(&keys).to_string()).unwrap();
+    let algorithms = if issuer_extra.contains("algorithms") {
+        ""
+    } else {
+        "algorithms = [\"RS256\", \"ES256\"]"
+    };
     let cfg = format!(
         r#"
 [nats]
@@ -32,7 +37,7 @@ name = "corp"
 issuer = "{ISS}"
 audience = ["nats", "other"]
 jwks_file = "jwks.json"
-algorithms = ["RS256", "ES256"]
+{algorithms}
 leeway = "5s"
 {issuer_extra}
 [policy]
@@ -173,11 +178,11 @@ async fn hostile_headers_and_algorithms_are_refused() {
 
 #[tokio::test]
 async fn signatures_and_keys_are_checked() {
-    let ec = LocalKey::generate_es256().unwrap();
+    let ec = LocalKey::generate(Algorithm::ES256).unwrap();
     let f = fixture(&[&ec], "");
     assert!(check(&f, &ec.sign(&claims())).await.is_ok());
 
-    let stranger = LocalKey::generate_rsa(Algorithm::RS256).unwrap();
+    let stranger = LocalKey::generate(Algorithm::RS256).unwrap();
     let mut h = Header::new(Algorithm::RS256);
     h.kid = Some(f.rsa.kid.clone());
     let forged = stranger.sign_with_header(&h, &claims());
@@ -324,4 +329,44 @@ async fn stale_keys_stop_being_used() {
         f.issuers.validate(&token).await.unwrap_err(),
         TokenError::StaleKeys { .. }
     ));
+}
+
+/// Every supported algorithm verifies with a key of its own kind, and each
+/// key is refused for any other algorithm it does not fit.
+#[tokio::test]
+async fn every_supported_algorithm_with_its_own_key_type() {
+    use Algorithm::*;
+    let algs = [
+        RS256, RS384, RS512, PS256, PS384, PS512, ES256, ES384, EdDSA,
+    ];
+    let keys: Vec<LocalKey> = algs
+        .iter()
+        .map(|a| LocalKey::generate(*a).unwrap())
+        .collect();
+    let refs: Vec<&LocalKey> = keys.iter().collect();
+    let all = algs
+        .iter()
+        .map(|a| format!("\"{a:?}\""))
+        .collect::<Vec<_>>()
+        .join(", ");
+    let f = fixture(&refs, &format!("algorithms = [{all}]"));
+    for key in &keys {
+        let v = check(&f, &key.sign(&claims())).await;
+        assert!(v.is_ok(), "{:?}: {:?}", key.alg, v.err());
+    }
+    // An EC P-256 key's kid with ES384, an Ed25519 kid with ES256: refused.
+    let mut h = Header::new(ES384);
+    h.kid = Some(keys[6].kid.clone());
+    let forged = keys[7].sign_with_header(&h, &claims());
+    assert_eq!(
+        check(&f, &forged).await.unwrap_err(),
+        TokenError::KeyMismatch("corp".into())
+    );
+    let mut h = Header::new(ES256);
+    h.kid = Some(keys[8].kid.clone());
+    let forged = keys[6].sign_with_header(&h, &claims());
+    assert_eq!(
+        check(&f, &forged).await.unwrap_err(),
+        TokenError::KeyMismatch("corp".into())
+    );
 }

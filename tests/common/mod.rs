@@ -564,7 +564,7 @@ pub struct Env {
 
 impl Env {
     pub async fn start(opts: EnvOptions<'_>) -> Env {
-        let key = LocalKey::generate_rsa(Algorithm::RS256).expect("rsa key");
+        let key = LocalKey::generate(Algorithm::RS256).expect("rsa key");
         let idp = Idp::start(&[&key]).await;
         idp.set_down(opts.idp_down_at_start);
         let dir = tempfile::tempdir().expect("tempdir");
