@@ -4,6 +4,7 @@
 pub mod authorize;
 pub mod cli;
 pub mod config;
+pub mod doctor;
 pub mod duration;
 pub mod http;
 pub mod issuer;

@@ -3,6 +3,7 @@
 
 mod bootstrap;
 mod check;
+mod doctor;
 
 pub use check::decision_json;
 mod keygen;
@@ -69,6 +70,8 @@ pub enum Command {
     DevToken(bootstrap::DevTokenArgs),
     /// Fetch an access token by the client-credentials grant and print it.
     Token(token::TokenArgs),
+    /// Audit a running nats-server through its monitoring endpoint.
+    Doctor(doctor::DoctorArgs),
 }
 
 /// Parses arguments and runs the command.
@@ -95,6 +98,7 @@ pub fn main() -> ExitCode {
         Command::Bootstrap(args) => bootstrap::run(args),
         Command::DevToken(args) => bootstrap::dev_token(args),
         Command::Token(args) => token::run(args),
+        Command::Doctor(args) => doctor::run(args),
     }
 }
 
