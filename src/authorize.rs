@@ -91,9 +91,17 @@ pub struct Decider {
     failed_reloads: AtomicU64,
 }
 
+/// Operator mode: the key that signs users of one target account.
+struct Target {
+    public_key: String,
+    signer: KeyPair,
+}
+
 /// A [`Decider`] plus the keys that sign and seal the server's answers.
 pub struct Authorizer {
     decider: Decider,
+    /// Operator mode's target accounts by name; empty in config mode.
+    targets: std::collections::HashMap<String, Target>,
     signer: KeyPair,
     xkey: Option<Sealer>,
     sources: Vec<TokenSource>,
@@ -304,8 +312,43 @@ impl Authorizer {
                 )
             }
         };
+        let decider = Decider::from_config(config)?;
+        let mut targets = std::collections::HashMap::new();
+        for a in &config.accounts {
+            let path = config.resolve(&a.signing_key_file);
+            let key = KeyPair::from_seed(&read_secret(&path)?)
+                .ok()
+                .filter(|k| k.key_pair_type() == nkeys::KeyPairType::Account)
+                .ok_or_else(|| SetupError::Key {
+                    path: path.display().to_string(),
+                    reason: format!("not an account seed (SA…) for account {:?}", a.name),
+                })?;
+            targets.insert(
+                a.name.clone(),
+                Target {
+                    public_key: a.public_key.clone(),
+                    signer: key,
+                },
+            );
+        }
+        if config.operator_mode() {
+            let policy = decider.policy();
+            if let Some(missing) = policy
+                .accounts()
+                .into_iter()
+                .find(|a| !targets.contains_key(*a))
+            {
+                return Err(SetupError::Key {
+                    path: config.path.display().to_string(),
+                    reason: format!(
+                        "the policy names account {missing:?}, which has no [[account]] entry"
+                    ),
+                });
+            }
+        }
         Ok(Self {
-            decider: Decider::from_config(config)?,
+            decider,
+            targets,
             signer,
             xkey,
             sources: config.token.sources.clone(),
@@ -431,7 +474,21 @@ impl Authorizer {
             },
             nats: User::new(p.publish.clone(), p.subscribe.clone(), p.resp),
         };
-        encode(&mut claims, &self.signer).map_err(|e| e.to_string())
+        if self.targets.is_empty() {
+            return encode(&mut claims, &self.signer).map_err(|e| e.to_string());
+        }
+        // Operator mode: the target account's key signs; a signing key names
+        // the account it signs for.
+        let target = self.targets.get(&approval.grant.account).ok_or_else(|| {
+            format!(
+                "account {:?} has no [[account]] entry",
+                approval.grant.account
+            )
+        })?;
+        if target.signer.public_key() != target.public_key {
+            claims.nats.issuer_account = Some(target.public_key.clone());
+        }
+        encode(&mut claims, &target.signer).map_err(|e| e.to_string())
     }
 
     fn sign_response(

@@ -32,6 +32,9 @@ pub struct Config {
     pub token: TokenConfig,
     #[serde(rename = "issuer", default)]
     pub issuers: Vec<IssuerConfig>,
+    /// Target accounts for operator mode; none means config mode.
+    #[serde(rename = "account", default)]
+    pub accounts: Vec<AccountConfig>,
     pub policy: PolicyRef,
     #[serde(default)]
     pub http: Option<HttpConfig>,
@@ -247,6 +250,19 @@ fn default_watch_interval() -> HumanDuration {
     HumanDuration(Duration::from_secs(2))
 }
 
+/// An operator-mode target account: users for it are signed with its key
+/// (or one of its signing keys, then naming the account as issuer_account).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AccountConfig {
+    /// The name policy rules use.
+    pub name: String,
+    /// The account's public key (A…).
+    pub public_key: String,
+    /// Seed of the account key or of one of its signing keys.
+    pub signing_key_file: PathBuf,
+}
+
 /// Where decisions are recorded besides the log.
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -333,6 +349,20 @@ impl Config {
         if self.issuers.is_empty() {
             return Err(self.semantic("at least one [[issuer]] is required".into()));
         }
+        let mut accounts = std::collections::HashSet::new();
+        for a in &self.accounts {
+            if !accounts.insert(a.name.as_str()) {
+                return Err(self.semantic(format!("account name {:?} is used twice", a.name)));
+            }
+            if !nkeys::KeyPair::from_public_key(&a.public_key)
+                .is_ok_and(|k| k.key_pair_type() == nkeys::KeyPairType::Account)
+            {
+                return Err(self.semantic(format!(
+                    "account {:?}: public_key {:?} is not an account public key (A…)",
+                    a.name, a.public_key
+                )));
+            }
+        }
         let mut names = std::collections::HashSet::new();
         for iss in &self.issuers {
             if !names.insert(iss.name.as_str()) {
@@ -358,6 +388,11 @@ impl Config {
             }
         }
         Ok(())
+    }
+
+    /// Operator (decentralized JWT) mode: target accounts are configured.
+    pub fn operator_mode(&self) -> bool {
+        !self.accounts.is_empty()
     }
 
     pub fn nats_urls(&self) -> Vec<String> {

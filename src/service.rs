@@ -210,7 +210,8 @@ async fn log_startup(config: &Config, authorizer: &Authorizer) {
         xkey = authorizer.xkey_public_key().is_some(),
         rules = policy.rule_count(),
         max_ttl = %config.token.max_ttl,
-        "starting (config mode)"
+        mode = if config.operator_mode() { "operator" } else { "config" },
+        "starting"
     );
 }
 

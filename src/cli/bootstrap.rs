@@ -13,6 +13,10 @@ use super::keygen::{write_new, write_secret};
 use crate::authorize::now_unix;
 use crate::config::{Config, KeySourceKind};
 use crate::issuer::{jwks, LocalKey};
+use crate::protocol::{
+    creds, encode, Account, ClaimsData, ExternalAuthorization, NatsClaims, Operator, Permission,
+    User,
+};
 
 /// Name of the development issuer in a bootstrapped config.
 const DEV_ISSUER_NAME: &str = "dev";
@@ -75,9 +79,6 @@ fn parse_claim(s: &str) -> Result<(String, Value), String> {
 }
 
 pub fn run(args: BootstrapArgs) -> ExitCode {
-    if args.mode == Mode::Operator {
-        return super::bad("--mode operator is not available yet; use --mode config");
-    }
     if let Some(bad) = args.accounts.iter().find(|a| !is_account_name(a)) {
         return super::bad(format!("--accounts: {bad:?} is not a valid account name"));
     }
@@ -114,19 +115,19 @@ fn write_setup(args: &BootstrapArgs) -> Result<String, String> {
     }
     let issuer = nkeys::KeyPair::new_account();
     let xkey = nkeys::XKey::new();
-    let password = random_secret();
     write_secret(
         &dir.join("keys/issuer.nk"),
-        format!("{}\n", issuer.seed().map_err(|e| e.to_string())?).as_bytes(),
+        format!("{}\n", seed(&issuer)?).as_bytes(),
     )?;
     write_secret(
         &dir.join("keys/xkey.nk"),
         format!("{}\n", xkey.seed().map_err(|e| e.to_string())?).as_bytes(),
     )?;
-    write_secret(
-        &dir.join("keys/auth.password"),
-        format!("{password}\n").as_bytes(),
-    )?;
+    let (server_conf, nats_section) = match args.mode {
+        Mode::Config => config_mode_server(args, &issuer, &xkey)?,
+        Mode::Operator => operator_mode_server(args, &issuer, &xkey)?,
+    };
+    write_secret(&dir.join("nats-server.conf"), server_conf.as_bytes())?;
 
     let (issuer_block, rule_issuer) = match (&args.issuer, &args.audience) {
         (Some(url), Some(aud)) => (
@@ -148,32 +149,13 @@ fn write_setup(args: &BootstrapArgs) -> Result<String, String> {
         }
     };
 
-    let accounts: String = args
-        .accounts
-        .iter()
-        .map(|a| format!("  {a} {{}}\n"))
-        .collect();
-    let server_conf = format!(
-        "# Written by nats-oidc-callout bootstrap: a local nats-server that delegates\n\
-         # every client authentication to the callout service.\n\
-         listen: 127.0.0.1:{port}\n\
-         accounts {{\n  AUTH {{ users: [ {{ user: auth, password: \"{password}\" }} ] }}\n{accounts}  SYS {{}}\n}}\n\
-         system_account: SYS\n\
-         authorization {{\n  timeout: 2\n  auth_callout {{\n    issuer: {issuer_pub}\n    auth_users: [ auth ]\n    account: AUTH\n    xkey: {xkey_pub}\n  }}\n}}\n",
-        port = args.port,
-        issuer_pub = issuer.public_key(),
-        xkey_pub = xkey.public_key(),
-    );
-    write_secret(&dir.join("nats-server.conf"), server_conf.as_bytes())?;
-
     let callout = format!(
         "# Written by nats-oidc-callout bootstrap.\n\
-         [nats]\nurl = \"nats://127.0.0.1:{port}\"\nuser = \"auth\"\npassword_file = \"keys/auth.password\"\naccount = \"AUTH\"\n\n\
+         {nats_section}\n\
          [signing]\nissuer_seed_file = \"keys/issuer.nk\"\nxkey_seed_file = \"keys/xkey.nk\"\n\n\
          [token]\nsources = [\"auth_token\", \"password\"]\nmax_ttl = \"1h\"\n\n\
          {issuer_block}\n\
-         [policy]\nfile = \"policy.toml\"\n",
-        port = args.port,
+         [policy]\nfile = \"policy.toml\"\n"
     );
     write_new(&dir.join("callout.toml"), callout.as_bytes(), 0o644)?;
 
@@ -200,6 +182,189 @@ fn write_setup(args: &BootstrapArgs) -> Result<String, String> {
             String::new()
         }
     ))
+}
+
+fn seed(k: &nkeys::KeyPair) -> Result<String, String> {
+    k.seed().map_err(|e| e.to_string())
+}
+
+/// Config mode: accounts in the server config, the service logs in with a
+/// password. Returns the server config and the service's `[nats]` table.
+fn config_mode_server(
+    args: &BootstrapArgs,
+    issuer: &nkeys::KeyPair,
+    xkey: &nkeys::XKey,
+) -> Result<(String, String), String> {
+    let password = random_secret();
+    write_secret(
+        &args.dir.join("keys/auth.password"),
+        format!("{password}\n").as_bytes(),
+    )?;
+    let accounts: String = args
+        .accounts
+        .iter()
+        .map(|a| format!("  {a} {{}}\n"))
+        .collect();
+    let server = format!(
+        "# Written by nats-oidc-callout bootstrap: a local nats-server that delegates\n\
+         # every client authentication to the callout service.\n\
+         listen: 127.0.0.1:{port}\n\
+         accounts {{\n  AUTH {{ users: [ {{ user: auth, password: \"{password}\" }} ] }}\n{accounts}  SYS {{}}\n}}\n\
+         system_account: SYS\n\
+         authorization {{\n  timeout: 2\n  auth_callout {{\n    issuer: {issuer_pub}\n    auth_users: [ auth ]\n    account: AUTH\n    xkey: {xkey_pub}\n  }}\n}}\n",
+        port = args.port,
+        issuer_pub = issuer.public_key(),
+        xkey_pub = xkey.public_key(),
+    );
+    let nats = format!(
+        "[nats]\nurl = \"nats://127.0.0.1:{}\"\nuser = \"auth\"\npassword_file = \"keys/auth.password\"\naccount = \"AUTH\"\n",
+        args.port
+    );
+    Ok((server, nats))
+}
+
+/// Signs a JWT body for `sub` with `signer`.
+fn jwt<T: serde::Serialize>(
+    sub: &str,
+    name: &str,
+    nats: T,
+    signer: &nkeys::KeyPair,
+) -> Result<String, String> {
+    let mut claims = NatsClaims {
+        data: ClaimsData {
+            sub: sub.to_owned(),
+            name: name.to_owned(),
+            iat: now_unix(),
+            ..ClaimsData::default()
+        },
+        nats,
+    };
+    encode(&mut claims, signer).map_err(|e| e.to_string())
+}
+
+/// Operator mode: an operator, a system account, the callout account
+/// (`issuer` is its key) with `authorization` naming the service user, and
+/// one account per `--accounts` entry, all in a memory resolver. Clients
+/// need no JWT of their own: a bearer `default_sentinel` carries them to
+/// the callout. Returns the server config and the service's `[nats]` and
+/// `[[account]]` tables.
+fn operator_mode_server(
+    args: &BootstrapArgs,
+    issuer: &nkeys::KeyPair,
+    xkey: &nkeys::XKey,
+) -> Result<(String, String), String> {
+    let dir = &args.dir;
+    let operator = nkeys::KeyPair::new_operator();
+    let system = nkeys::KeyPair::new_account();
+    write_secret(
+        &dir.join("keys/operator.nk"),
+        format!("{}\n", seed(&operator)?).as_bytes(),
+    )?;
+    write_secret(
+        &dir.join("keys/SYS.nk"),
+        format!("{}\n", seed(&system)?).as_bytes(),
+    )?;
+    let mut preload = Vec::new();
+    let mut account_tables = String::new();
+    let mut targets = Vec::new();
+    for name in &args.accounts {
+        let key = nkeys::KeyPair::new_account();
+        write_secret(
+            &dir.join(format!("keys/accounts/{name}.nk")),
+            format!("{}\n", seed(&key)?).as_bytes(),
+        )?;
+        preload.push((
+            key.public_key(),
+            jwt(
+                &key.public_key(),
+                name,
+                Account::new(vec![], None),
+                &operator,
+            )?,
+        ));
+        account_tables += &format!(
+            "[[account]]\nname = \"{name}\"\npublic_key = \"{}\"\nsigning_key_file = \"keys/accounts/{name}.nk\"\n\n",
+            key.public_key()
+        );
+        targets.push(key.public_key());
+    }
+    let service_user = nkeys::KeyPair::new_user();
+    let authorization = ExternalAuthorization {
+        auth_users: vec![service_user.public_key()],
+        allowed_accounts: targets,
+        xkey: Some(xkey.public_key()),
+    };
+    preload.push((
+        issuer.public_key(),
+        jwt(
+            &issuer.public_key(),
+            "AUTH",
+            Account::new(vec![], Some(authorization)),
+            &operator,
+        )?,
+    ));
+    preload.push((
+        system.public_key(),
+        jwt(
+            &system.public_key(),
+            "SYS",
+            Account::new(vec![], None),
+            &operator,
+        )?,
+    ));
+    let operator_jwt = jwt(
+        &operator.public_key(),
+        "local",
+        Operator::new(system.public_key()),
+        &operator,
+    )?;
+
+    let service_jwt = jwt(
+        &service_user.public_key(),
+        "nats-oidc-callout",
+        User::new(Permission::default(), Permission::default(), None),
+        issuer,
+    )?;
+    write_secret(
+        &dir.join("keys/auth.creds"),
+        creds(&service_jwt, &seed(&service_user)?).as_bytes(),
+    )?;
+    let deny_all = Permission {
+        allow: vec![],
+        deny: vec![">".into()],
+    };
+    let mut sentinel = User::new(deny_all.clone(), deny_all, None);
+    sentinel.bearer_token = true;
+    let sentinel_jwt = jwt(
+        &nkeys::KeyPair::new_user().public_key(),
+        "sentinel",
+        sentinel,
+        issuer,
+    )?;
+
+    let preload: String = preload
+        .iter()
+        .map(|(k, j)| format!("  {k}: {j}\n"))
+        .collect();
+    let server = format!(
+        "# Written by nats-oidc-callout bootstrap (operator mode): a local nats-server\n\
+         # whose callout account delegates every client authentication to the service.\n\
+         listen: 127.0.0.1:{port}\n\
+         operator: {operator_jwt}\n\
+         system_account: {sys}\n\
+         resolver: MEMORY\n\
+         resolver_preload: {{\n{preload}}}\n\
+         # Clients present only their token; this bearer sentinel (no permissions)\n\
+         # brings them to the callout account.\n\
+         default_sentinel: {sentinel_jwt}\n",
+        port = args.port,
+        sys = system.public_key(),
+    );
+    let nats = format!(
+        "[nats]\nurl = \"nats://127.0.0.1:{}\"\ncreds_file = \"keys/auth.creds\"\naccount = \"AUTH\"\n\n{account_tables}",
+        args.port
+    );
+    Ok((server, nats))
 }
 
 /// Creates the development issuer: an ES256 key and its public JWKS.

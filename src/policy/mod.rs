@@ -179,6 +179,17 @@ impl Policy {
         self.rules.len()
     }
 
+    /// Every account a grant can name.
+    pub fn accounts(&self) -> Vec<&str> {
+        let mut out: Vec<&str> = self.default_account.iter().map(String::as_str).collect();
+        for a in self.rules.iter().filter_map(|r| r.account.as_deref()) {
+            if !out.contains(&a) {
+                out.push(a);
+            }
+        }
+        out
+    }
+
     /// Evaluates the policy. Every matching rule contributes; no match denies.
     pub fn evaluate(&self, who: &Identity, conn: &Connection) -> Result<Grant, Denial> {
         self.run(who, conn, None)

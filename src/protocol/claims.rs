@@ -164,6 +164,9 @@ pub struct User {
     pub subs: i64,
     pub data: i64,
     pub payload: i64,
+    /// Sentinels are bearer tokens: presented without a nonce signature.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub bearer_token: bool,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub issuer_account: Option<String>,
     #[serde(rename = "type")]
@@ -184,6 +187,7 @@ impl User {
             subs: -1,
             data: -1,
             payload: -1,
+            bearer_token: false,
             issuer_account: None,
             kind: Self::TYPE.to_owned(),
             version: 2,
@@ -196,4 +200,114 @@ impl NatsType for User {
     fn type_and_version(&self) -> (&str, u32) {
         (&self.kind, self.version)
     }
+}
+
+/// `authorization` of an account JWT: switches the auth callout on for
+/// operator mode.
+#[derive(Debug, Default, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ExternalAuthorization {
+    pub auth_users: Vec<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub allowed_accounts: Vec<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub xkey: Option<String>,
+}
+
+/// Account limits, all unlimited: a missing limit would read as zero.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AccountLimits {
+    pub subs: i64,
+    pub data: i64,
+    pub payload: i64,
+    pub imports: i64,
+    pub exports: i64,
+    pub wildcards: bool,
+    pub conn: i64,
+    pub leaf: i64,
+}
+
+impl Default for AccountLimits {
+    fn default() -> Self {
+        Self {
+            subs: -1,
+            data: -1,
+            payload: -1,
+            imports: -1,
+            exports: -1,
+            wildcards: true,
+            conn: -1,
+            leaf: -1,
+        }
+    }
+}
+
+/// The `nats` object of an account JWT (operator mode).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Account {
+    pub limits: AccountLimits,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub signing_keys: Vec<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub authorization: Option<ExternalAuthorization>,
+    #[serde(rename = "type")]
+    pub kind: String,
+    pub version: u32,
+}
+
+impl Account {
+    pub fn new(signing_keys: Vec<String>, authorization: Option<ExternalAuthorization>) -> Self {
+        Self {
+            limits: AccountLimits::default(),
+            signing_keys,
+            authorization,
+            kind: Self::TYPE.to_owned(),
+            version: 2,
+        }
+    }
+}
+
+impl NatsType for Account {
+    const TYPE: &'static str = "account";
+    fn type_and_version(&self) -> (&str, u32) {
+        (&self.kind, self.version)
+    }
+}
+
+/// The `nats` object of an operator JWT.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Operator {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub system_account: Option<String>,
+    #[serde(rename = "type")]
+    pub kind: String,
+    pub version: u32,
+}
+
+impl Operator {
+    pub fn new(system_account: String) -> Self {
+        Self {
+            system_account: Some(system_account),
+            kind: Self::TYPE.to_owned(),
+            version: 2,
+        }
+    }
+}
+
+impl NatsType for Operator {
+    const TYPE: &'static str = "operator";
+    fn type_and_version(&self) -> (&str, u32) {
+        (&self.kind, self.version)
+    }
+}
+
+/// A `.creds` file: a user JWT and its seed, in the format NATS clients read.
+pub fn creds(user_jwt: &str, user_seed: &str) -> String {
+    format!(
+        "-----BEGIN NATS USER JWT-----\n{user_jwt}\n------END NATS USER JWT------\n\n\
+         ************************* IMPORTANT *************************\n\
+         NKEY Seed printed below can be used to sign and prove identity.\n\
+         NKEYs are sensitive and should be treated as secrets.\n\n\
+         -----BEGIN USER NKEY SEED-----\n{user_seed}\n------END USER NKEY SEED------\n\n\
+         *************************************************************\n"
+    )
 }

@@ -8,8 +8,9 @@ mod jwt;
 mod xkey;
 
 pub use claims::{
-    AuthorizationRequest, AuthorizationResponse, ClientInfo, ClientTls, ConnectOpts, Permission,
-    ResponsePermission, ServerId, User, AUTHORIZATION_REQUEST_AUDIENCE,
+    creds, Account, AccountLimits, AuthorizationRequest, AuthorizationResponse, ClientInfo,
+    ClientTls, ConnectOpts, ExternalAuthorization, Operator, Permission, ResponsePermission,
+    ServerId, User, AUTHORIZATION_REQUEST_AUDIENCE,
 };
 pub use jwt::{
     decode_request, encode, jti, ClaimsData, JwtError, NatsClaims, NatsType, NKEY_HEADER,

@@ -1,0 +1,181 @@
+//! Operator (decentralized JWT) mode, from `bootstrap --mode operator`:
+//! users land in the account their rule names, accounts stay isolated, and
+//! a user signed with a key the account does not trust is refused.
+
+mod common;
+
+use std::path::Path;
+use std::time::Duration;
+
+use common::*;
+use futures::StreamExt;
+
+const TWO_ACCOUNTS: &str = r#"
+[permissions.shared]
+pub = { allow = ["shared.>", "app.{claim.sub}.>"] }
+sub = { allow = ["shared.>", "app.{claim.sub}.>", "_INBOX.>"] }
+
+[[rules]]
+name = "team-a"
+scopes = ["a"]
+grant = ["shared"]
+account = "APP"
+
+[[rules]]
+name = "team-b"
+scopes = ["b"]
+grant = ["shared"]
+account = "OTHER"
+"#;
+
+fn token(dir: &Path, sub: &str, scope: &str) -> String {
+    let o = run_cli(&[
+        "dev-token",
+        "--dir",
+        dir.to_str().unwrap(),
+        "--sub",
+        sub,
+        "--scope",
+        scope,
+    ]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    String::from_utf8(o.stdout).unwrap().trim().to_owned()
+}
+
+/// Bootstraps an operator-mode setup with APP and OTHER and starts it.
+fn start(dir: &Path) -> (NatsServer, Service) {
+    let port = free_port();
+    let o = run_cli(&[
+        "bootstrap",
+        "--dir",
+        dir.to_str().unwrap(),
+        "--mode",
+        "operator",
+        "--accounts",
+        "APP,OTHER",
+        "--port",
+        &port.to_string(),
+    ]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    std::fs::write(dir.join("policy.toml"), TWO_ACCOUNTS).unwrap();
+    let conf = std::fs::read_to_string(dir.join("nats-server.conf")).unwrap();
+    assert!(conf.contains("operator: ") && conf.contains("resolver: MEMORY"));
+    let nats = NatsServer::start(port, &conf);
+    let service = Service::start(&dir.join("callout.toml"));
+    (nats, service)
+}
+
+async fn received(sub: &mut async_nats::Subscriber) -> bool {
+    tokio::time::timeout(Duration::from_millis(500), sub.next())
+        .await
+        .is_ok()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn users_land_in_their_rules_account_and_accounts_are_isolated() {
+    let dir = tempfile::tempdir().unwrap();
+    let (nats, service) = start(dir.path());
+    let alice = connect_token(&nats.url(), &token(dir.path(), "alice", "a"))
+        .await
+        .expect("alice");
+    let bob = connect_token(&nats.url(), &token(dir.path(), "bob", "b"))
+        .await
+        .expect("bob");
+
+    let mut alice_sees = alice.nats.subscribe("shared.news").await.unwrap();
+    let mut bob_sees = bob.nats.subscribe("shared.news").await.unwrap();
+    alice.nats.flush().await.unwrap();
+    bob.nats.flush().await.unwrap();
+
+    bob.nats
+        .publish("shared.news", "from OTHER".into())
+        .await
+        .unwrap();
+    bob.nats.flush().await.unwrap();
+    assert!(received(&mut bob_sees).await, "bob's own account delivers");
+    assert!(
+        !received(&mut alice_sees).await,
+        "account OTHER leaked into APP"
+    );
+
+    alice
+        .nats
+        .publish("shared.news", "from APP".into())
+        .await
+        .unwrap();
+    alice.nats.flush().await.unwrap();
+    assert!(
+        received(&mut alice_sees).await,
+        "alice's own account delivers"
+    );
+    assert!(
+        !received(&mut bob_sees).await,
+        "account APP leaked into OTHER"
+    );
+
+    // The server itself names the account each user was placed in.
+    let log = service.log();
+    assert!(
+        log.contains("subject=\"alice\"") && log.contains("account=\"APP\""),
+        "{log}"
+    );
+    assert!(
+        log.contains("subject=\"bob\"") && log.contains("account=\"OTHER\""),
+        "{log}"
+    );
+    assert!(
+        log.contains("mode=\"operator\"") || log.contains("mode=operator"),
+        "{log}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_user_signed_by_an_untrusted_key_is_refused_by_the_server() {
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let o = run_cli(&[
+        "bootstrap",
+        "--dir",
+        dir.path().to_str().unwrap(),
+        "--mode",
+        "operator",
+        "--accounts",
+        "APP,OTHER",
+        "--port",
+        &port.to_string(),
+    ]);
+    assert!(o.status.success());
+    std::fs::write(dir.path().join("policy.toml"), TWO_ACCOUNTS).unwrap();
+    // OTHER's users are now signed by a key OTHER's JWT does not list.
+    let rogue = nkeys::KeyPair::new_account();
+    write_secret(&dir.path().join("keys/rogue.nk"), &rogue.seed().unwrap());
+    let config = std::fs::read_to_string(dir.path().join("callout.toml"))
+        .unwrap()
+        .replace("keys/accounts/OTHER.nk", "keys/rogue.nk");
+    std::fs::write(dir.path().join("callout.toml"), config).unwrap();
+    let nats = NatsServer::start(
+        port,
+        &std::fs::read_to_string(dir.path().join("nats-server.conf")).unwrap(),
+    );
+    let service = Service::start(&dir.path().join("callout.toml"));
+
+    assert!(connect_token(&nats.url(), &token(dir.path(), "alice", "a"))
+        .await
+        .is_ok());
+    let bob = connect_token(&nats.url(), &token(dir.path(), "bob", "b")).await;
+    assert!(bob.is_err(), "a user signed by an untrusted key got in");
+    // The policy allowed bob; the server refused the signature.
+    assert!(
+        service.log().contains("subject=\"bob\""),
+        "{}",
+        service.log()
+    );
+    assert!(
+        wait_until(Duration::from_secs(5), || nats
+            .log()
+            .contains("Authorization Violation")
+            || nats.log().contains("authentication error")),
+        "{}",
+        nats.log()
+    );
+}
