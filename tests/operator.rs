@@ -151,7 +151,7 @@ async fn a_user_signed_by_an_untrusted_key_is_refused_by_the_server() {
     write_secret(&dir.path().join("keys/rogue.nk"), &rogue.seed().unwrap());
     let config = std::fs::read_to_string(dir.path().join("callout.toml"))
         .unwrap()
-        .replace("keys/accounts/OTHER.nk", "keys/rogue.nk");
+        .replace("keys/accounts/OTHER.signing.nk", "keys/rogue.nk");
     std::fs::write(dir.path().join("callout.toml"), config).unwrap();
     let nats = NatsServer::start(
         port,
@@ -178,4 +178,47 @@ async fn a_user_signed_by_an_untrusted_key_is_refused_by_the_server() {
         "{}",
         nats.log()
     );
+}
+
+/// Users are signed by the account's signing key and name the account.
+#[test]
+fn bootstrap_uses_signing_keys_for_users() {
+    let dir = tempfile::tempdir().unwrap();
+    let o = run_cli(&[
+        "bootstrap",
+        "--dir",
+        dir.path().to_str().unwrap(),
+        "--mode",
+        "operator",
+    ]);
+    assert!(o.status.success());
+    let config = std::fs::read_to_string(dir.path().join("callout.toml")).unwrap();
+    assert!(
+        config.contains("signing_key_file = \"keys/accounts/APP.signing.nk\""),
+        "{config}"
+    );
+    let seed = std::fs::read_to_string(dir.path().join("keys/accounts/APP.signing.nk")).unwrap();
+    let signing = nkeys::KeyPair::from_seed(seed.trim()).unwrap().public_key();
+    let conf = std::fs::read_to_string(dir.path().join("nats-server.conf")).unwrap();
+    let app_jwt = conf
+        .lines()
+        .filter_map(|l| l.trim().split_once(": "))
+        .map(|(_, jwt)| jwt)
+        .find(|jwt| jwt.split('.').count() == 3 && jwt_part(jwt).contains("\"name\":\"APP\""))
+        .expect("APP account JWT in the resolver preload");
+    assert!(
+        jwt_part(app_jwt).contains(&signing),
+        "signing key not listed in APP's JWT"
+    );
+}
+
+fn jwt_part(jwt: &str) -> String {
+    use base64::Engine;
+    let body = jwt.split('.').nth(1).unwrap();
+    String::from_utf8(
+        base64::engine::general_purpose::URL_SAFE_NO_PAD
+            .decode(body)
+            .unwrap(),
+    )
+    .unwrap()
 }

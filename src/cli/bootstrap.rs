@@ -268,22 +268,27 @@ fn operator_mode_server(
     let mut account_tables = String::new();
     let mut targets = Vec::new();
     for name in &args.accounts {
+        // The account key only signs its JWT; users are signed by a signing
+        // key the JWT lists, so the identity key can be kept offline.
         let key = nkeys::KeyPair::new_account();
+        let signing = nkeys::KeyPair::new_account();
+        let key_file = format!("keys/accounts/{name}.nk");
+        let signing_file = format!("keys/accounts/{name}.signing.nk");
         write_secret(
-            &dir.join(format!("keys/accounts/{name}.nk")),
+            &dir.join(&key_file),
             format!("{}\n", seed(&key)?).as_bytes(),
         )?;
+        write_secret(
+            &dir.join(&signing_file),
+            format!("{}\n", seed(&signing)?).as_bytes(),
+        )?;
+        let account = Account::new(vec![signing.public_key()], None);
         preload.push((
             key.public_key(),
-            jwt(
-                &key.public_key(),
-                name,
-                Account::new(vec![], None),
-                &operator,
-            )?,
+            jwt(&key.public_key(), name, account, &operator)?,
         ));
         account_tables += &format!(
-            "[[account]]\nname = \"{name}\"\npublic_key = \"{}\"\nsigning_key_file = \"keys/accounts/{name}.nk\"\n\n",
+            "[[account]]\nname = \"{name}\"\npublic_key = \"{}\"\nsigning_key_file = \"{signing_file}\"\n\n",
             key.public_key()
         );
         targets.push(key.public_key());
