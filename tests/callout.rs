@@ -276,20 +276,14 @@ async fn reconnects_after_server_restart_and_drains_on_sigterm() {
     env.nats.restart();
     let url = env.nats.url();
     let token = env.token("gina", "nats");
-    let mut client = None;
-    for _ in 0..60 {
-        if let Ok(c) = connect_token(&url, &token).await {
-            client = Some(c);
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(250)).await;
-    }
-    let client = client.unwrap_or_else(|| {
-        panic!(
-            "service did not serve after the restart:\n{}",
-            env.service.log()
-        )
-    });
+    let client = connect_token_eventually(&url, &token)
+        .await
+        .unwrap_or_else(|| {
+            panic!(
+                "service did not serve after the restart:\n{}",
+                env.service.log()
+            )
+        });
     round_trip(&client, "app.gina.x").await;
 
     // SIGTERM with the server gone: the drain is bounded and the exit clean.
@@ -312,15 +306,9 @@ async fn dead_idp_at_startup_denies_until_it_recovers() {
     )
     .await;
     env.idp.set_down(false);
-    let mut client = None;
-    for _ in 0..60 {
-        if let Ok(c) = connect_token(&env.nats.url(), &token).await {
-            client = Some(c);
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(250)).await;
-    }
-    let client = client.unwrap_or_else(|| panic!("never recovered:\n{}", env.service.log()));
+    let client = connect_token_eventually(&env.nats.url(), &token)
+        .await
+        .unwrap_or_else(|| panic!("never recovered:\n{}", env.service.log()));
     round_trip(&client, "app.hana.x").await;
 }
 

@@ -222,26 +222,22 @@ fn check_prints_the_decision_and_exits_accordingly() {
         r#"{"iss": "https://dev-issuer.nats-oidc-callout.invalid", "sub": "a.>", "scope": "nats"}"#,
     )
     .unwrap();
-    let o = run_cli(&[
-        "check",
-        "--config",
-        cfg,
-        "--claims",
-        claims.to_str().unwrap(),
-    ]);
+    let check_claims = || {
+        run_cli(&[
+            "check",
+            "--config",
+            cfg,
+            "--claims",
+            claims.to_str().unwrap(),
+        ])
+    };
+    let o = check_claims();
     assert_eq!(o.status.code(), Some(1));
     let v: Value = serde_json::from_str(&stdout(&o)).unwrap();
     assert_eq!(v["error"], "claim \"sub\" is not a valid subject token");
 
     std::fs::write(&claims, "{not json").unwrap();
-    let o = run_cli(&[
-        "check",
-        "--config",
-        cfg,
-        "--claims",
-        claims.to_str().unwrap(),
-    ]);
-    assert_eq!(o.status.code(), Some(2));
+    assert_eq!(check_claims().status.code(), Some(2));
 }
 
 #[test]

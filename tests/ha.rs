@@ -65,14 +65,7 @@ async fn cluster_of_three_with_the_callout_on_every_node() {
     // A node serves callouts once its route to node 1 is up.
     let mut clients = Vec::new();
     for node in &nodes {
-        let mut client = None;
-        for _ in 0..80 {
-            if let Ok(c) = connect_token(&node.url(), &token).await {
-                client = Some(c);
-                break;
-            }
-            tokio::time::sleep(Duration::from_millis(250)).await;
-        }
+        let client = connect_token_eventually(&node.url(), &token).await;
         clients
             .push(client.unwrap_or_else(|| {
                 panic!("node {} never authorized:\n{}", node.url(), node.log())

@@ -42,8 +42,9 @@ fn token(dir: &Path, sub: &str, scope: &str) -> String {
     String::from_utf8(o.stdout).unwrap().trim().to_owned()
 }
 
-/// Bootstraps an operator-mode setup with APP and OTHER and starts it.
-fn start(dir: &Path) -> (NatsServer, Service) {
+/// Bootstraps an operator-mode setup with APP and OTHER and the two-account
+/// policy; returns the client port.
+fn bootstrap(dir: &Path) -> u16 {
     let port = free_port();
     let o = run_cli(&[
         "bootstrap",
@@ -58,6 +59,11 @@ fn start(dir: &Path) -> (NatsServer, Service) {
     ]);
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     std::fs::write(dir.join("policy.toml"), TWO_ACCOUNTS).unwrap();
+    port
+}
+
+/// Starts nats-server and the service from a bootstrapped directory.
+fn start(dir: &Path, port: u16) -> (NatsServer, Service) {
     let conf = std::fs::read_to_string(dir.join("nats-server.conf")).unwrap();
     assert!(conf.contains("operator: ") && conf.contains("resolver: MEMORY"));
     let nats = NatsServer::start(port, &conf);
@@ -74,7 +80,7 @@ async fn received(sub: &mut async_nats::Subscriber) -> bool {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn users_land_in_their_rules_account_and_accounts_are_isolated() {
     let dir = tempfile::tempdir().unwrap();
-    let (nats, service) = start(dir.path());
+    let (nats, service) = start(dir.path(), bootstrap(dir.path()));
     let alice = connect_token(&nats.url(), &token(dir.path(), "alice", "a"))
         .await
         .expect("alice");
@@ -132,20 +138,7 @@ async fn users_land_in_their_rules_account_and_accounts_are_isolated() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_user_signed_by_an_untrusted_key_is_refused_by_the_server() {
     let dir = tempfile::tempdir().unwrap();
-    let port = free_port();
-    let o = run_cli(&[
-        "bootstrap",
-        "--dir",
-        dir.path().to_str().unwrap(),
-        "--mode",
-        "operator",
-        "--accounts",
-        "APP,OTHER",
-        "--port",
-        &port.to_string(),
-    ]);
-    assert!(o.status.success());
-    std::fs::write(dir.path().join("policy.toml"), TWO_ACCOUNTS).unwrap();
+    let port = bootstrap(dir.path());
     // OTHER's users are now signed by a key OTHER's JWT does not list.
     let rogue = nkeys::KeyPair::new_account();
     write_secret(&dir.path().join("keys/rogue.nk"), &rogue.seed().unwrap());
@@ -153,11 +146,7 @@ async fn a_user_signed_by_an_untrusted_key_is_refused_by_the_server() {
         .unwrap()
         .replace("keys/accounts/OTHER.signing.nk", "keys/rogue.nk");
     std::fs::write(dir.path().join("callout.toml"), config).unwrap();
-    let nats = NatsServer::start(
-        port,
-        &std::fs::read_to_string(dir.path().join("nats-server.conf")).unwrap(),
-    );
-    let service = Service::start(&dir.path().join("callout.toml"));
+    let (nats, service) = start(dir.path(), port);
 
     assert!(connect_token(&nats.url(), &token(dir.path(), "alice", "a"))
         .await

@@ -761,6 +761,18 @@ pub async fn connect_user_pass(
     .await
 }
 
+/// Retries `connect_token` every 250 ms for up to 20 s: for a service or
+/// server that is (re)starting or recovering.
+pub async fn connect_token_eventually(url: &str, token: &str) -> Option<Client> {
+    for _ in 0..80 {
+        if let Ok(c) = connect_token(url, token).await {
+            return Some(c);
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    None
+}
+
 /// Connects with no credentials at all.
 pub async fn connect_anonymous(url: &str) -> Result<Client, async_nats::ConnectError> {
     connect_with(async_nats::ConnectOptions::new(), url).await
