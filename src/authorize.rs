@@ -7,6 +7,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+use crypto_box::SalsaBox;
 use nkeys::KeyPair;
 use serde_json::{Map, Value};
 
@@ -15,7 +16,7 @@ use crate::issuer::{Issuers, TokenError, VerifiedToken};
 use crate::policy::{Connection, Grant, Identity, Origin, Policy, PolicyError, RuleTrace};
 use crate::protocol::{
     decode_request, encode, open_request, seal_response, AuthorizationRequest,
-    AuthorizationResponse, ClaimsData, NatsClaims, Sealer, User,
+    AuthorizationResponse, ClaimsData, NatsClaims, Sealer, ServerBox, User,
 };
 
 /// An approved identity and when its NATS user expires.
@@ -135,6 +136,9 @@ pub fn read_secret(path: &Path) -> Result<String, SetupError> {
             reason: "file holds no seed".into(),
         })
 }
+
+/// Requests are ~1 KB plus the client's token (and certificates with mTLS).
+const MAX_REQUEST_BYTES: usize = 512 * 1024;
 
 pub fn now_unix() -> i64 {
     SystemTime::now()
@@ -369,49 +373,80 @@ impl Authorizer {
 
     /// Answers one raw request from `$SYS.REQ.USER.AUTH`.
     pub async fn respond(&self, payload: &[u8], server_xkey: Option<&str>) -> Reply {
-        let broken = Reply::unaddressable;
-        let (jwt, reply_key) = match open_request(payload, server_xkey, self.xkey.as_ref()) {
+        let (request, reply_key) = match self.open(payload, server_xkey) {
             Ok(x) => x,
-            Err(e) => return broken("bad_request", format!("unreadable request: {e}")),
-        };
-        let request = match std::str::from_utf8(&jwt)
-            .map_err(|_| "request is not UTF-8".to_owned())
-            .and_then(|t| decode_request(t).map_err(|e| e.to_string()))
-        {
-            Ok(r) => r,
-            Err(e) => return broken("bad_request", format!("invalid authorization request: {e}")),
+            Err(reason) => return Reply::unaddressable("bad_request", reason),
         };
         let req = &request.nats;
-        if request.data.iss != req.server_id.id {
-            return broken(
-                "bad_request",
-                "request issuer is not the sending server".into(),
-            );
-        }
-        if reply_key.is_some() && req.server_id.xkey != server_xkey.unwrap_or_default() {
-            return broken(
-                "bad_request",
-                "request xkey header does not match its server_id.xkey".into(),
-            );
-        }
-        if !is_user_key(&req.user_nkey) {
-            return broken(
-                "bad_request",
-                "request user_nkey is not a user public key".into(),
-            );
-        }
-
         let now = now_unix();
-        let token = self.token_of(req);
-        let conn_type = connection_type(req);
         let conn = Connection {
-            conn_type: Some(conn_type),
+            conn_type: Some(connection_type(req)),
             host: Some(req.client_info.host.as_str()),
         };
-        let outcome = match token {
+        let outcome = match self.token_of(req) {
             Some(t) => self.decider.decide(t, &conn, now, false).await,
             None => Outcome::denied(TokenError::Missing.class(), TokenError::Missing),
         };
+        self.answer(req, reply_key.as_deref(), outcome, now)
+    }
+
+    /// Denies a request without deciding (overload), still with a reason
+    /// the server logs.
+    pub fn refuse(
+        &self,
+        payload: &[u8],
+        server_xkey: Option<&str>,
+        class: &'static str,
+        reason: &str,
+    ) -> Reply {
+        match self.open(payload, server_xkey) {
+            Ok((request, reply_key)) => self.answer(
+                &request.nats,
+                reply_key.as_deref(),
+                Outcome::denied(class, reason),
+                now_unix(),
+            ),
+            Err(reason) => Reply::unaddressable("bad_request", reason),
+        }
+    }
+
+    /// Opens, decodes and checks a request. The error is why it cannot be
+    /// answered with a signed response (it then gets an empty denial).
+    fn open(
+        &self,
+        payload: &[u8],
+        server_xkey: Option<&str>,
+    ) -> Result<(NatsClaims<AuthorizationRequest>, Option<ServerBox>), String> {
+        if payload.len() > MAX_REQUEST_BYTES {
+            return Err(format!("request larger than {MAX_REQUEST_BYTES} bytes"));
+        }
+        let (jwt, reply_key) = open_request(payload, server_xkey, self.xkey.as_ref())
+            .map_err(|e| format!("unreadable request: {e}"))?;
+        let request = std::str::from_utf8(&jwt)
+            .map_err(|_| "request is not UTF-8".to_owned())
+            .and_then(|t| decode_request(t).map_err(|e| e.to_string()))
+            .map_err(|e| format!("invalid authorization request: {e}"))?;
+        let req = &request.nats;
+        if request.data.iss != req.server_id.id {
+            return Err("request issuer is not the sending server".into());
+        }
+        if reply_key.is_some() && req.server_id.xkey != server_xkey.unwrap_or_default() {
+            return Err("request xkey header does not match its server_id.xkey".into());
+        }
+        if !is_user_key(&req.user_nkey) {
+            return Err("request user_nkey is not a user public key".into());
+        }
+        Ok((request, reply_key))
+    }
+
+    /// Signs (and seals, when the request was sealed) the answer.
+    fn answer(
+        &self,
+        req: &AuthorizationRequest,
+        reply_key: Option<&SalsaBox>,
+        outcome: Outcome,
+        now: i64,
+    ) -> Reply {
         let response = match &outcome.result {
             Ok(approval) => self
                 .user_jwt(
@@ -425,7 +460,7 @@ impl Authorizer {
         };
         let payload = response
             .and_then(|r| self.sign_response(req, r, now))
-            .map(|jwt| match &reply_key {
+            .map(|jwt| match reply_key {
                 Some(server) => seal_response(jwt.as_bytes(), server),
                 None => jwt.into_bytes(),
             });
@@ -520,5 +555,122 @@ fn connection_type(req: &AuthorizationRequest) -> &str {
         "leafnode"
     } else {
         req.client_info.conn_type.as_str()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::issuer::{jwks, LocalKey};
+    use crate::protocol::AUTHORIZATION_REQUEST_AUDIENCE;
+    use jsonwebtoken::Algorithm;
+    use nkeys::KeyPairType;
+
+    struct Fixture {
+        _dir: tempfile::TempDir,
+        authorizer: Authorizer,
+        key: LocalKey,
+        server: KeyPair,
+    }
+
+    fn fixture() -> Fixture {
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path();
+        let key = LocalKey::generate(Algorithm::ES256).unwrap();
+        std::fs::write(d.join("jwks.json"), jwks(&[&key]).to_string()).unwrap();
+        std::fs::write(d.join("issuer.nk"), KeyPair::new_account().seed().unwrap()).unwrap();
+        std::fs::write(
+            d.join("policy.toml"),
+            "[defaults]\naccount = \"APP\"\n[permissions.p]\nsub = { allow = [\"a.{claim.sub}\"] }\n\
+             [[rules]]\nname = \"r\"\nscopes = [\"nats\"]\ngrant = [\"p\"]\n",
+        )
+        .unwrap();
+        let config = "[nats]\nurl = \"nats://127.0.0.1:4222\"\n[signing]\nissuer_seed_file = \"issuer.nk\"\n\
+            [[issuer]]\nname = \"i\"\nissuer = \"https://i.test\"\naudience = \"nats\"\njwks_file = \"jwks.json\"\n\
+            algorithms = [\"ES256\"]\n[policy]\nfile = \"policy.toml\"\n";
+        let config = Config::parse(&d.join("c.toml"), config).unwrap();
+        Fixture {
+            _dir: dir,
+            authorizer: Authorizer::from_config(&config).unwrap(),
+            key,
+            server: KeyPair::new_server(),
+        }
+    }
+
+    fn request(f: &Fixture, signer: &KeyPair, token: &str) -> (Vec<u8>, String) {
+        let user = KeyPair::new_user().public_key();
+        let mut req = NatsClaims {
+            data: ClaimsData {
+                aud: AUTHORIZATION_REQUEST_AUDIENCE.into(),
+                ..ClaimsData::default()
+            },
+            nats: AuthorizationRequest {
+                user_nkey: user.clone(),
+                kind: "authorization_request".into(),
+                version: 2,
+                ..AuthorizationRequest::default()
+            },
+        };
+        req.nats.server_id.id = f.server.public_key();
+        req.nats.connect_opts.auth_token = token.into();
+        (encode(&mut req, signer).unwrap().into_bytes(), user)
+    }
+
+    fn response(reply: &Reply) -> NatsClaims<AuthorizationResponse> {
+        let text = std::str::from_utf8(&reply.payload).unwrap();
+        crate::protocol::decode::<AuthorizationResponse>(text, KeyPairType::Account).unwrap()
+    }
+
+    #[tokio::test]
+    async fn allowed_request_gets_a_signed_user_for_the_right_server_and_user() {
+        let f = fixture();
+        f.authorizer.decider().issuers().load_all().await;
+        let now = now_unix();
+        let token = f.key.sign(
+            &serde_json::json!({"iss": "https://i.test", "aud": "nats", "sub": "bo",
+            "scope": "nats", "exp": now + 60}),
+        );
+        let (payload, user) = request(&f, &f.server, &token);
+        let reply = f.authorizer.respond(&payload, None).await;
+        let resp = response(&reply);
+        assert_eq!(resp.data.aud, f.server.public_key());
+        assert_eq!(resp.data.sub, user);
+        assert_eq!(resp.data.iss, f.authorizer.signer_public_key());
+        let jwt = resp.nats.jwt.expect("allowed");
+        let u = crate::protocol::decode::<User>(&jwt, KeyPairType::Account).unwrap();
+        assert_eq!(u.data.sub, user);
+        assert_eq!(u.data.aud, "APP");
+        assert!(u.data.exp <= now + 60, "user outlives its token");
+        assert_eq!(u.nats.subscribe.allow, vec!["a.bo"]);
+        assert_eq!(u.nats.publish.deny, vec![">"]);
+    }
+
+    #[tokio::test]
+    async fn refusals_are_signed_denials_with_the_reason() {
+        let f = fixture();
+        let (payload, _) = request(&f, &f.server, "irrelevant");
+        let reply = f
+            .authorizer
+            .refuse(&payload, None, "saturated", "service saturated");
+        assert_eq!(
+            response(&reply).nats.error.as_deref(),
+            Some("service saturated")
+        );
+        assert_eq!(reply.outcome.class, "saturated");
+    }
+
+    #[tokio::test]
+    async fn broken_requests_get_an_empty_denial() {
+        let f = fixture();
+        // Signed by an account key instead of the server's.
+        let (forged, _) = request(&f, &KeyPair::new_account(), "t");
+        let reply = f.authorizer.respond(&forged, None).await;
+        assert!(reply.payload.is_empty());
+        assert_eq!(reply.outcome.class, "bad_request");
+        let huge = vec![b'e'; MAX_REQUEST_BYTES + 1];
+        let reply = f.authorizer.respond(&huge, None).await;
+        assert!(reply.outcome.result.unwrap_err().contains("larger than"));
+        let reply = f.authorizer.respond(b"\x00\x01garbage", None).await;
+        assert!(reply.payload.is_empty());
     }
 }

@@ -19,7 +19,8 @@ use crate::protocol::XKEY_HEADER;
 /// Subject nats-server publishes authorization requests on.
 pub const AUTH_SUBJECT: &str = "$SYS.REQ.USER.AUTH";
 
-/// Requests handled at once; beyond it requests wait for a slot.
+/// Requests handled at once; beyond it requests are denied at once with a
+/// reason ("service saturated"), so an overload never turns into timeouts.
 const MAX_IN_FLIGHT: usize = 512;
 
 /// Answer well inside the server's default 2 s callout timeout: a late
@@ -92,7 +93,16 @@ pub async fn run(config: Config) -> Result<(), ServiceError> {
                     tracing::warn!("authorization request without a reply subject ignored");
                     continue;
                 };
-                let permit = slots.clone().acquire_owned().await.expect("semaphore never closed");
+                let Ok(permit) = slots.clone().try_acquire_owned() else {
+                    // Saturated: a prompt, reasoned denial beats a silent 2 s timeout.
+                    let xkey = msg.headers.as_ref().and_then(|h| h.get(XKEY_HEADER)).map(|v| v.as_str().to_owned());
+                    let mut reply = authorizer.refuse(&msg.payload, xkey.as_deref(), "saturated",
+                        "service saturated: too many authorization requests in flight");
+                    metrics.record_decision("deny", "saturated", "", Duration::ZERO);
+                    let _ = client.publish(reply_to, std::mem::take(&mut reply.payload).into()).await;
+                    AuditEvent::of(&reply, Duration::ZERO).log();
+                    continue;
+                };
                 let authorizer = authorizer.clone();
                 let client = client.clone();
                 let metrics = metrics.clone();
