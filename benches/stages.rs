@@ -197,7 +197,10 @@ fn stages(c: &mut Criterion) {
         })
     });
 
-    let user = nkeys::KeyPair::new_account();
+    let user = nats_oidc_callout::protocol::AccountSigner::from_seed(
+        &nkeys::KeyPair::new_account().seed().unwrap(),
+    )
+    .unwrap();
     c.bench_function("user JWT + response signing", |b| {
         b.iter(|| {
             let mut u = NatsClaims {

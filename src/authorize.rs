@@ -15,8 +15,8 @@ use crate::config::{Config, TokenSource};
 use crate::issuer::{Issuers, TokenError, VerifiedToken};
 use crate::policy::{Connection, Grant, Identity, Origin, Policy, PolicyError, RuleTrace};
 use crate::protocol::{
-    decode_request, encode, open_request, seal_response, AuthorizationRequest,
-    AuthorizationResponse, ClaimsData, NatsClaims, Sealer, ServerBox, User,
+    decode_request, encode, open_request, seal_response, AccountSigner, AuthorizationRequest,
+    AuthorizationResponse, ClaimsData, NatsClaims, NkeySigner, Sealer, ServerBox, User,
 };
 
 /// An approved identity and when its NATS user expires.
@@ -95,7 +95,7 @@ pub struct Decider {
 /// Operator mode: the key that signs users of one target account.
 struct Target {
     public_key: String,
-    signer: KeyPair,
+    signer: AccountSigner,
 }
 
 /// A [`Decider`] plus the keys that sign and seal the server's answers.
@@ -103,7 +103,7 @@ pub struct Authorizer {
     decider: Decider,
     /// Operator mode's target accounts by name; empty in config mode.
     targets: std::collections::HashMap<String, Target>,
-    signer: KeyPair,
+    signer: AccountSigner,
     xkey: Option<Sealer>,
     sources: Vec<TokenSource>,
 }
@@ -297,10 +297,8 @@ impl Authorizer {
     /// Builds an authorizer from config: signing keys, issuers, policy.
     pub fn from_config(config: &Config) -> Result<Self, SetupError> {
         let seed_path = config.resolve(&config.signing.issuer_seed_file);
-        let signer = KeyPair::from_seed(&read_secret(&seed_path)?)
-            .ok()
-            .filter(|k| k.key_pair_type() == nkeys::KeyPairType::Account)
-            .ok_or_else(|| SetupError::Key {
+        let signer =
+            AccountSigner::from_seed(&read_secret(&seed_path)?).ok_or_else(|| SetupError::Key {
                 path: seed_path.display().to_string(),
                 reason: "not an account seed (SA…); create one with `keygen account`".into(),
             })?;
@@ -320,10 +318,8 @@ impl Authorizer {
         let mut targets = std::collections::HashMap::new();
         for a in &config.accounts {
             let path = config.resolve(&a.signing_key_file);
-            let key = KeyPair::from_seed(&read_secret(&path)?)
-                .ok()
-                .filter(|k| k.key_pair_type() == nkeys::KeyPairType::Account)
-                .ok_or_else(|| SetupError::Key {
+            let key =
+                AccountSigner::from_seed(&read_secret(&path)?).ok_or_else(|| SetupError::Key {
                     path: path.display().to_string(),
                     reason: format!("not an account seed (SA…) for account {:?}", a.name),
                 })?;

@@ -92,10 +92,59 @@ pub fn jti(data: &ClaimsData) -> String {
     data_encoding::BASE32_NOPAD.encode(&Sha512_256::digest(&json))
 }
 
+/// An nkey that can sign NATS JWTs.
+pub trait NkeySigner {
+    fn public_key(&self) -> String;
+    fn sign(&self, message: &[u8]) -> Result<Vec<u8>, JwtError>;
+}
+
+impl NkeySigner for KeyPair {
+    fn public_key(&self) -> String {
+        KeyPair::public_key(self)
+    }
+
+    fn sign(&self, message: &[u8]) -> Result<Vec<u8>, JwtError> {
+        KeyPair::sign(self, message).map_err(|e| JwtError::Signing(e.to_string()))
+    }
+}
+
+/// An account key for the hot path: Ed25519 through aws-lc-rs, about twice
+/// as fast as the nkeys crate's, with the same (deterministic) signatures.
+pub struct AccountSigner {
+    pair: aws_lc_rs::signature::Ed25519KeyPair,
+    public: String,
+}
+
+impl AccountSigner {
+    /// From an account seed (`SA…`); None for anything else.
+    pub fn from_seed(seed: &str) -> Option<Self> {
+        let kp = KeyPair::from_seed(seed).ok()?;
+        if kp.key_pair_type() != KeyPairType::Account {
+            return None;
+        }
+        let (_, raw) = nkeys::decode_seed(seed).ok()?;
+        let pair = aws_lc_rs::signature::Ed25519KeyPair::from_seed_unchecked(&raw).ok()?;
+        Some(Self {
+            pair,
+            public: kp.public_key(),
+        })
+    }
+}
+
+impl NkeySigner for AccountSigner {
+    fn public_key(&self) -> String {
+        self.public.clone()
+    }
+
+    fn sign(&self, message: &[u8]) -> Result<Vec<u8>, JwtError> {
+        Ok(self.pair.sign(message).as_ref().to_vec())
+    }
+}
+
 /// Sets `iss` and `jti` on the claims and signs them with `signer`.
 pub fn encode<T: Serialize>(
     claims: &mut NatsClaims<T>,
-    signer: &KeyPair,
+    signer: &impl NkeySigner,
 ) -> Result<String, JwtError> {
     claims.data.iss = signer.public_key();
     claims.data.jti = jti(&claims.data);
@@ -104,9 +153,7 @@ pub fn encode<T: Serialize>(
     URL_SAFE_NO_PAD.encode_string(NKEY_HEADER, &mut token);
     token.push('.');
     URL_SAFE_NO_PAD.encode_string(&body, &mut token);
-    let sig = signer
-        .sign(token.as_bytes())
-        .map_err(|e| JwtError::Signing(e.to_string()))?;
+    let sig = signer.sign(token.as_bytes())?;
     token.push('.');
     URL_SAFE_NO_PAD.encode_string(sig, &mut token);
     Ok(token)
@@ -154,15 +201,17 @@ pub fn decode<T: DeserializeOwned + NatsType>(
     if version != 2 {
         return Err(JwtError::Version(version));
     }
-    let key = KeyPair::from_public_key(&claims.data.iss)
+    let raw = nkeys::from_public_key(&claims.data.iss)
         .ok()
-        .filter(|k| k.key_pair_type() == issuer_kind)
+        .filter(|(prefix, _)| KeyPairType::from(*prefix) == issuer_kind)
+        .map(|(_, raw)| raw)
         .ok_or_else(|| JwtError::IssuerKind(claims.data.iss.clone(), kind_name(&issuer_kind)))?;
     let sig = URL_SAFE_NO_PAD
         .decode(s)
         .map_err(|_| JwtError::Base64("signature"))?;
     let signed = &token[..h.len() + 1 + p.len()];
-    key.verify(signed.as_bytes(), &sig)
+    aws_lc_rs::signature::UnparsedPublicKey::new(&aws_lc_rs::signature::ED25519, raw)
+        .verify(signed.as_bytes(), &sig)
         .map_err(|_| JwtError::Signature)?;
     Ok(claims)
 }

@@ -13,7 +13,8 @@ pub use claims::{
     ServerId, User, AUTHORIZATION_REQUEST_AUDIENCE,
 };
 pub use jwt::{
-    decode, decode_request, encode, jti, ClaimsData, JwtError, NatsClaims, NatsType, NKEY_HEADER,
+    decode, decode_request, encode, jti, AccountSigner, ClaimsData, JwtError, NatsClaims, NatsType,
+    NkeySigner, NKEY_HEADER,
 };
 pub use xkey::{open_request, seal_response, SealError, Sealer, ServerBox, XKEY_HEADER};
 

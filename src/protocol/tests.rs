@@ -192,3 +192,15 @@ fn xkey_round_trip_and_mismatches() {
     assert_eq!((plain.as_slice(), none.is_none()), (&b"eyJplain"[..], true));
     assert!(Sealer::from_seed("SAnotacurveseed").is_err());
 }
+
+/// The fast signer produces exactly nkeys' (deterministic Ed25519) bytes.
+#[test]
+fn account_signer_matches_nkeys_byte_for_byte() {
+    let seed = fixture_issuer().seed().unwrap();
+    let fast = AccountSigner::from_seed(&seed).unwrap();
+    let user = decode::<User>(vector("USER_TOKEN"), KeyPairType::Account).unwrap();
+    let mut again = user.clone();
+    assert_eq!(encode(&mut again, &fast).unwrap(), vector("USER_TOKEN"));
+    assert!(AccountSigner::from_seed(&KeyPair::new_user().seed().unwrap()).is_none());
+    assert!(AccountSigner::from_seed("not a seed").is_none());
+}
