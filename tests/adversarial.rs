@@ -291,4 +291,8 @@ async fn legitimate_oddities_are_accepted() {
         let o = decide(&w, &token).await;
         assert!(o.result.is_ok(), "{label}: {:?}", o.result);
     }
+    // A fractional exp still bounds the user's lifetime (rounded down).
+    let exp = now_unix() + 100;
+    let o = decide(&w, &w.rsa.sign(&with("exp", json!(exp as f64 + 0.9)))).await;
+    assert_eq!(o.result.unwrap().expires_at, exp);
 }

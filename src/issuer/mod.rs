@@ -124,7 +124,11 @@ impl VerifiedToken {
                 .and_then(Value::as_str)
                 .unwrap_or_default()
                 .to_owned(),
-            expires_at: claims.get("exp").and_then(Value::as_i64),
+            // NumericDate may be fractional; round down so a user JWT never
+            // outlives the token.
+            expires_at: claims
+                .get("exp")
+                .and_then(|v| v.as_i64().or_else(|| v.as_f64().map(|f| f.floor() as i64))),
             claims,
         }
     }
