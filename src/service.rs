@@ -80,6 +80,7 @@ pub async fn run(config: Config) -> Result<(), ServiceError> {
     let mut hup = signal(SignalKind::hangup()).map_err(ServiceError::Signals)?;
     let slots = Arc::new(Semaphore::new(MAX_IN_FLIGHT));
     let mut tasks = JoinSet::new();
+    let mut lost_subscription = false;
     tracing::info!(queue_group = %config.nats.queue_group, "ready: listening for authorization requests");
 
     loop {
@@ -87,6 +88,7 @@ pub async fn run(config: Config) -> Result<(), ServiceError> {
             msg = requests.next() => {
                 let Some(msg) = msg else {
                     tracing::error!("subscription closed by the NATS client");
+                    lost_subscription = true;
                     break;
                 };
                 let Some(reply_to) = msg.reply.clone() else {
@@ -172,6 +174,12 @@ pub async fn run(config: Config) -> Result<(), ServiceError> {
         let _ = tokio::time::timeout(DRAIN_TIMEOUT, client.flush()).await;
     }
     tracing::info!("stopped");
+    if lost_subscription {
+        // Exit non-zero so a supervisor restarts the service.
+        return Err(ServiceError::Subscribe(
+            "the subscription was closed".into(),
+        ));
+    }
     Ok(())
 }
 
