@@ -15,21 +15,6 @@ use serde_json::json;
 
 const SHORT: Duration = Duration::from_secs(5);
 
-async fn round_trip(client: &Client, subject: &str) {
-    let mut sub = client.nats.subscribe(subject.to_owned()).await.unwrap();
-    client
-        .nats
-        .publish(subject.to_owned(), "ping".into())
-        .await
-        .unwrap();
-    client.nats.flush().await.unwrap();
-    let msg = tokio::time::timeout(SHORT, sub.next())
-        .await
-        .expect("message within 5 s")
-        .expect("subscription open");
-    assert_eq!(msg.payload.as_ref(), b"ping");
-}
-
 async fn allowed_and_denied(xkey: bool) {
     let env = Env::start(EnvOptions {
         xkey,
@@ -39,7 +24,7 @@ async fn allowed_and_denied(xkey: bool) {
     let mut alice = connect_token(&env.nats.url(), &env.token("alice", "nats read"))
         .await
         .expect("alice connects");
-    round_trip(&alice, "app.alice.orders").await;
+    round_trip(&alice.nats, "app.alice.orders").await;
 
     alice
         .nats
@@ -90,7 +75,7 @@ async fn keys_from_an_explicit_jwks_uri() {
     let client = connect_token(&env.nats.url(), &env.token("jack", "nats"))
         .await
         .expect("connects");
-    round_trip(&client, "app.jack.x").await;
+    round_trip(&client.nats, "app.jack.x").await;
     assert!(env.idp.jwks_fetches() >= 1);
 }
 
@@ -100,7 +85,7 @@ async fn token_in_password_field() {
     let client = connect_user_pass(&env.nats.url(), "anything", &env.token("carol", "nats"))
         .await
         .expect("token as password connects");
-    round_trip(&client, "app.carol.x").await;
+    round_trip(&client.nats, "app.carol.x").await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -217,7 +202,7 @@ async fn user_expires_with_its_token() {
     let mut client = connect_token(&env.nats.url(), &env.key.sign(&c))
         .await
         .expect("connects");
-    round_trip(&client, "app.dave.x").await;
+    round_trip(&client.nats, "app.dave.x").await;
     client
         .expect_error("Authentication Expired", Duration::from_secs(10))
         .await;
@@ -233,7 +218,7 @@ async fn key_rotation_is_picked_up_on_unknown_kid() {
     let client = connect_token(&env.nats.url(), &new_key.sign(&env.claims("erin", "nats")))
         .await
         .expect("new key accepted");
-    round_trip(&client, "app.erin.x").await;
+    round_trip(&client.nats, "app.erin.x").await;
     assert_eq!(
         env.idp.jwks_fetches(),
         fetches_before + 1,
@@ -262,7 +247,7 @@ async fn cached_keys_survive_an_idp_outage() {
     let client = connect_token(&env.nats.url(), &env.token("frank", "nats"))
         .await
         .expect("cached keys still verify");
-    round_trip(&client, "app.frank.x").await;
+    round_trip(&client.nats, "app.frank.x").await;
     assert!(
         env.service.log().contains("JWKS refresh failed"),
         "{}",
@@ -284,7 +269,7 @@ async fn reconnects_after_server_restart_and_drains_on_sigterm() {
                 env.service.log()
             )
         });
-    round_trip(&client, "app.gina.x").await;
+    round_trip(&client.nats, "app.gina.x").await;
 
     // SIGTERM with the server gone: the drain is bounded and the exit clean.
     env.nats.stop();
@@ -309,7 +294,7 @@ async fn dead_idp_at_startup_denies_until_it_recovers() {
     let client = connect_token_eventually(&env.nats.url(), &token)
         .await
         .unwrap_or_else(|| panic!("never recovered:\n{}", env.service.log()));
-    round_trip(&client, "app.hana.x").await;
+    round_trip(&client.nats, "app.hana.x").await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -353,7 +338,7 @@ async fn sighup_reloads_the_policy_and_keeps_it_when_the_new_one_is_broken() {
     let client = connect_token(&url, &admin)
         .await
         .expect("previous policy still in force");
-    round_trip(&client, "app.ivan.x").await;
+    round_trip(&client.nats, "app.ivan.x").await;
 }
 
 /// Connects `tokens` at concurrency 32; returns how many were accepted.
@@ -510,5 +495,5 @@ async fn policy_file_changes_are_picked_up_without_a_signal() {
     let client = connect_token(&url, &admin)
         .await
         .expect("new policy in force");
-    round_trip(&client, "app.lee.x").await;
+    round_trip(&client.nats, "app.lee.x").await;
 }

@@ -8,29 +8,10 @@ mod common;
 use std::time::Duration;
 
 use common::*;
-use futures::StreamExt;
 use jsonwebtoken::jwk::Jwk;
 use jsonwebtoken::{Algorithm, DecodingKey, Validation};
 use nats_oidc_callout::issuer::LocalKey;
 use serde_json::{json, Value};
-
-/// Publishes on a fresh subject and waits (bounded) for it to come back.
-async fn round_trip(client: &async_nats::Client, subject: &str) {
-    let mut sub = client
-        .subscribe(subject.to_owned())
-        .await
-        .expect("subscribe");
-    client.flush().await.expect("flush subscription");
-    client
-        .publish(subject.to_owned(), "ping".into())
-        .await
-        .expect("publish");
-    let msg = tokio::time::timeout(Duration::from_secs(5), sub.next())
-        .await
-        .expect("message within 5 s")
-        .expect("subscription open");
-    assert_eq!(msg.payload.as_ref(), b"ping");
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn nats_server_round_trip_restart_and_stop() {

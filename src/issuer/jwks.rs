@@ -220,10 +220,6 @@ impl KeyStore {
         }
     }
 
-    pub fn source(&self) -> &KeySource {
-        &self.source
-    }
-
     pub fn current(&self) -> Option<Arc<KeySet>> {
         self.current.read().expect("key lock").clone()
     }

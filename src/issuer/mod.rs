@@ -235,10 +235,6 @@ impl Issuers {
         self.list.iter().map(|i| i.config.name.clone()).collect()
     }
 
-    pub fn by_name(&self, name: &str) -> Option<&Arc<Issuer>> {
-        self.list.iter().find(|i| i.config.name == name)
-    }
-
     pub fn by_iss(&self, iss: &str) -> Option<&Arc<Issuer>> {
         self.list.iter().find(|i| i.config.issuer == iss)
     }

@@ -97,14 +97,6 @@ impl SubjectTemplate {
         })
     }
 
-    pub fn is_template(&self) -> bool {
-        self.claims().next().is_some()
-    }
-
-    pub fn as_str(&self) -> &str {
-        &self.source
-    }
-
     /// Fills every placeholder from the token's claims.
     pub fn render(
         &self,

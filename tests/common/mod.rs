@@ -739,6 +739,24 @@ async fn connect_with(
     Ok(Client { nats, errors })
 }
 
+/// Publishes on a fresh subject and waits (bounded) for it to come back.
+pub async fn round_trip(client: &async_nats::Client, subject: &str) {
+    let mut sub = client
+        .subscribe(subject.to_owned())
+        .await
+        .expect("subscribe");
+    client.flush().await.expect("flush subscription");
+    client
+        .publish(subject.to_owned(), "ping".into())
+        .await
+        .expect("publish");
+    let msg = tokio::time::timeout(Duration::from_secs(5), futures::StreamExt::next(&mut sub))
+        .await
+        .expect("message within 5 s")
+        .expect("subscription open");
+    assert_eq!(msg.payload.as_ref(), b"ping");
+}
+
 /// Connects presenting `token` as the CONNECT `auth_token`.
 pub async fn connect_token(url: &str, token: &str) -> Result<Client, async_nats::ConnectError> {
     connect_with(
