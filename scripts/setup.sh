@@ -43,6 +43,15 @@ if ! { [ -x "$deny" ] && "$deny" --version | grep -q "$CARGO_DENY_VERSION"; }; t
 fi
 echo "cargo-deny $CARGO_DENY_VERSION: $deny"
 
+# cargo-fuzz (pinned) builds the fuzz targets in fuzz/ (libFuzzer with
+# coverage instrumentation; `-s none` works on a stable toolchain).
+CARGO_FUZZ_VERSION="0.13.1"
+fuzz="$root/.tools/cargo/bin/cargo-fuzz"
+if ! { [ -x "$fuzz" ] && "$fuzz" --version | grep -q "$CARGO_FUZZ_VERSION"; }; then
+  cargo install --quiet --locked --root "$root/.tools/cargo" cargo-fuzz --version "$CARGO_FUZZ_VERSION"
+fi
+echo "cargo-fuzz $CARGO_FUZZ_VERSION: $fuzz"
+
 # docker-compose (Debian's package) only validates docker-compose.yml here;
 # no container engine is needed for that.
 if ! command -v docker-compose >/dev/null; then

@@ -16,5 +16,9 @@ CALLOUT_ISSUER=validate CALLOUT_XKEY=validate AUTH_PASSWORD=validate \
 "$root/.tools/cargo/bin/cargo-deny" check licenses bans sources
 
 cargo fmt --all -- --check
+(cd fuzz && cargo fmt -- --check)
 cargo clippy --all-targets --locked -- -D warnings
 cargo test --all-targets --locked
+
+# Bounded fuzz smoke run of every parser of outside input (about a minute).
+bash scripts/fuzz.sh

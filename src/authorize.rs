@@ -17,6 +17,7 @@ use crate::policy::{Connection, Grant, Identity, Origin, Policy, PolicyError, Ru
 use crate::protocol::{
     decode_request, encode, open_request, seal_response, AccountSigner, AuthorizationRequest,
     AuthorizationResponse, ClaimsData, NatsClaims, NkeySigner, Sealer, ServerBox, User,
+    AUTHORIZATION_REQUEST_AUDIENCE,
 };
 
 /// An approved identity and when its NATS user expires.
@@ -139,6 +140,11 @@ pub fn read_secret(path: &Path) -> Result<String, SetupError> {
 
 /// Requests are ~1 KB plus the client's token (and certificates with mTLS).
 const MAX_REQUEST_BYTES: usize = 512 * 1024;
+
+/// A request's `exp` is the server's own callout deadline (now + its auth
+/// timeout), so a later answer is useless to the server and a request that
+/// old is a replay. The slack absorbs clock skew between the two hosts.
+const REQUEST_EXPIRY_SLACK_SECS: i64 = 10;
 
 pub fn now_unix() -> i64 {
     SystemTime::now()
@@ -422,6 +428,22 @@ impl Authorizer {
             .map_err(|_| "request is not UTF-8".to_owned())
             .and_then(|t| decode_request(t).map_err(|e| e.to_string()))
             .map_err(|e| format!("invalid authorization request: {e}"))?;
+        if request.data.aud != AUTHORIZATION_REQUEST_AUDIENCE {
+            return Err(format!(
+                "request aud is {:?}, expected {AUTHORIZATION_REQUEST_AUDIENCE:?}",
+                request.data.aud
+            ));
+        }
+        let now = now_unix();
+        if request.data.exp <= 0 {
+            return Err("request has no exp".into());
+        }
+        if now > request.data.exp + REQUEST_EXPIRY_SLACK_SECS {
+            return Err(format!(
+                "request expired {} s ago: a replay, or the clocks of server and service disagree",
+                now - request.data.exp
+            ));
+        }
         let req = &request.nats;
         if request.data.iss != req.server_id.id {
             return Err("request issuer is not the sending server".into());
@@ -558,7 +580,6 @@ fn connection_type(req: &AuthorizationRequest) -> &str {
 mod tests {
     use super::*;
     use crate::issuer::{jwks, LocalKey};
-    use crate::protocol::AUTHORIZATION_REQUEST_AUDIENCE;
     use jsonwebtoken::Algorithm;
     use nkeys::KeyPairType;
 
@@ -594,10 +615,20 @@ mod tests {
     }
 
     fn request(f: &Fixture, signer: &KeyPair, token: &str) -> (Vec<u8>, String) {
+        request_with(f, signer, token, |_| {})
+    }
+
+    fn request_with(
+        f: &Fixture,
+        signer: &KeyPair,
+        token: &str,
+        edit: impl FnOnce(&mut NatsClaims<AuthorizationRequest>),
+    ) -> (Vec<u8>, String) {
         let user = KeyPair::new_user().public_key();
         let mut req = NatsClaims {
             data: ClaimsData {
                 aud: AUTHORIZATION_REQUEST_AUDIENCE.into(),
+                exp: now_unix() + 2,
                 ..ClaimsData::default()
             },
             nats: AuthorizationRequest {
@@ -609,6 +640,7 @@ mod tests {
         };
         req.nats.server_id.id = f.server.public_key();
         req.nats.connect_opts.auth_token = token.into();
+        edit(&mut req);
         (encode(&mut req, signer).unwrap().into_bytes(), user)
     }
 
@@ -668,5 +700,32 @@ mod tests {
         assert!(reply.outcome.result.unwrap_err().contains("larger than"));
         let reply = f.authorizer.respond(b"\x00\x01garbage", None).await;
         assert!(reply.payload.is_empty());
+    }
+
+    #[tokio::test]
+    async fn stale_or_misaddressed_requests_are_not_answered() {
+        let f = fixture();
+        f.authorizer.decider().issuers().load_all().await;
+        let token = f
+            .key
+            .sign(&serde_json::json!({"iss": "https://i.test", "aud": "nats",
+            "sub": "bo", "scope": "nats", "exp": now_unix() + 60}));
+        let fresh = request_with(&f, &f.server, &token, |r| r.data.exp = now_unix() + 2).0;
+        let reply = f.authorizer.respond(&fresh, None).await;
+        assert!(reply.outcome.result.is_ok(), "{:?}", reply.outcome.result);
+        type Edit = fn(&mut NatsClaims<AuthorizationRequest>);
+        let cases: [(&str, Edit); 3] = [
+            ("expired", |r| r.data.exp = now_unix() - 60),
+            ("no exp", |r| r.data.exp = 0),
+            ("aud", |r| r.data.aud = "nats-authorization-response".into()),
+        ];
+        for (needle, edit) in cases {
+            let (replayed, _) = request_with(&f, &f.server, &token, edit);
+            let reply = f.authorizer.respond(&replayed, None).await;
+            assert!(reply.payload.is_empty(), "{needle}");
+            assert_eq!(reply.outcome.class, "bad_request");
+            let reason = reply.outcome.result.unwrap_err();
+            assert!(reason.contains(needle), "{needle}: {reason}");
+        }
     }
 }

@@ -285,30 +285,8 @@ impl KeyStore {
                     "{}/.well-known/openid-configuration",
                     issuer.trim_end_matches('/')
                 );
-                let doc: Value = serde_json::from_slice(&self.get(&url).await?).map_err(|e| {
-                    JwksError::Fetch {
-                        url: url.clone(),
-                        reason: format!("not JSON: {e}"),
-                    }
-                })?;
-                let found = doc
-                    .get("issuer")
-                    .and_then(Value::as_str)
-                    .unwrap_or_default();
-                if found != issuer {
-                    return Err(JwksError::IssuerMismatch {
-                        url,
-                        found: found.to_owned(),
-                        expected: issuer.clone(),
-                    });
-                }
-                let jwks_uri = doc.get("jwks_uri").and_then(Value::as_str).ok_or_else(|| {
-                    JwksError::Fetch {
-                        url: url.clone(),
-                        reason: "discovery document has no jwks_uri".into(),
-                    }
-                })?;
-                KeySet::parse(&self.get(jwks_uri).await?)
+                let jwks_uri = jwks_uri_from_discovery(&self.get(&url).await?, &url, issuer)?;
+                KeySet::parse(&self.get(&jwks_uri).await?)
             }
         }
     }
@@ -339,6 +317,31 @@ impl KeyStore {
         }
         Ok(body)
     }
+}
+
+/// Reads an OpenID discovery document fetched from `url`: it must name
+/// `issuer` exactly (OpenID Discovery 1.0 §4.3), and yields its `jwks_uri`.
+pub fn jwks_uri_from_discovery(doc: &[u8], url: &str, issuer: &str) -> Result<String, JwksError> {
+    let fail = |reason: String| JwksError::Fetch {
+        url: url.to_owned(),
+        reason,
+    };
+    let doc: Value = serde_json::from_slice(doc).map_err(|e| fail(format!("not JSON: {e}")))?;
+    let found = doc
+        .get("issuer")
+        .and_then(Value::as_str)
+        .unwrap_or_default();
+    if found != issuer {
+        return Err(JwksError::IssuerMismatch {
+            url: url.to_owned(),
+            found: found.to_owned(),
+            expected: issuer.to_owned(),
+        });
+    }
+    doc.get("jwks_uri")
+        .and_then(Value::as_str)
+        .map(str::to_owned)
+        .ok_or_else(|| fail("discovery document has no jwks_uri".into()))
 }
 
 /// https everywhere except loopback, unless explicitly allowed.
@@ -376,6 +379,30 @@ mod tests {
 
     fn set(keys: Vec<Value>) -> KeySet {
         KeySet::parse(serde_json::json!({ "keys": keys }).to_string().as_bytes()).unwrap()
+    }
+
+    #[test]
+    fn discovery_must_name_the_issuer_exactly_and_a_jwks_uri() {
+        let url = "https://idp.test/.well-known/openid-configuration";
+        let doc = |v: Value| v.to_string().into_bytes();
+        let ok = doc(
+            serde_json::json!({"issuer": "https://idp.test", "jwks_uri": "https://idp.test/k"}),
+        );
+        assert_eq!(
+            jwks_uri_from_discovery(&ok, url, "https://idp.test").unwrap(),
+            "https://idp.test/k"
+        );
+        let slash =
+            doc(serde_json::json!({"issuer": "https://idp.test/", "jwks_uri": "https://x/k"}));
+        assert!(matches!(
+            jwks_uri_from_discovery(&slash, url, "https://idp.test"),
+            Err(JwksError::IssuerMismatch { .. })
+        ));
+        let no_uri = doc(serde_json::json!({"issuer": "https://idp.test"}));
+        let e = jwks_uri_from_discovery(&no_uri, url, "https://idp.test").unwrap_err();
+        assert!(e.to_string().contains("no jwks_uri"), "{e}");
+        let e = jwks_uri_from_discovery(b"<html>", url, "https://idp.test").unwrap_err();
+        assert!(e.to_string().contains("not JSON"), "{e}");
     }
 
     #[test]

@@ -17,7 +17,10 @@ use serde::Deserialize;
 use serde_json::{Map, Value};
 use sha2::{Digest, Sha256};
 
-pub use jwks::{check_url, JwksError, KeySet, KeySource, KeyStore, NoKey, MAX_DOCUMENT_BYTES};
+pub use jwks::{
+    check_url, jwks_uri_from_discovery, JwksError, KeySet, KeySource, KeyStore, NoKey,
+    MAX_DOCUMENT_BYTES,
+};
 pub use local::{jwks, LocalKey, LocalKeyError};
 
 use crate::authorize::now_unix;

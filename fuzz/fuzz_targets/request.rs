@@ -1,0 +1,34 @@
+//! The authorization request from nats-server, as the service receives it:
+//! raw bytes, a request the server really signed with fuzzed claims, and the
+//! same sealed with xkeys. First byte picks the form.
+#![no_main]
+
+use libfuzzer_sys::fuzz_target;
+use nats_oidc_callout_fuzz::world;
+
+fuzz_target!(|data: &[u8]| {
+    let w = world();
+    let Some((&form, rest)) = data.split_first() else {
+        return;
+    };
+    let claims = w.fill(&String::from_utf8_lossy(rest));
+    let reply = match form % 3 {
+        0 => w.rt.block_on(w.plain.respond(rest, None)),
+        1 => {
+            let jwt = w.server_signed(claims.as_bytes());
+            w.rt.block_on(w.plain.respond(jwt.as_bytes(), None))
+        }
+        _ => {
+            let sealed = w.sealed_by_server(w.server_signed(claims.as_bytes()).as_bytes());
+            let server = w.server_xkey.public_key();
+            w.rt.block_on(w.sealed.respond(&sealed, Some(&server)))
+        }
+    };
+    if reply.outcome.result.is_ok() {
+        assert!(
+            form % 3 != 0 && rest.windows(7).any(|x| x == b"@TOKEN@"),
+            "granted without a token our issuer signed"
+        );
+        assert!(!reply.payload.is_empty(), "a grant must carry a response");
+    }
+});

@@ -1,0 +1,34 @@
+#!/usr/bin/env bash
+# Bounded fuzz run of every target in fuzz/: each starts from its checked-in
+# seeds (fuzz/seeds/<target>) plus what earlier runs found (fuzz/corpus/,
+# git-ignored) and runs for FUZZ_SECONDS (default 10). Any crash fails the
+# run and leaves the input in fuzz/artifacts/<target>/.
+#   scripts/fuzz.sh                 all targets, 10 s each
+#   FUZZ_SECONDS=600 scripts/fuzz.sh request
+# Needs scripts/setup.sh (cargo-fuzz). Stable toolchain: no sanitizer (-s none).
+set -euo pipefail
+root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+cd "$root/fuzz"
+fuzz="$root/.tools/cargo/bin/cargo-fuzz"
+seconds="${FUZZ_SECONDS:-10}"
+targets=("$@")
+if [ ${#targets[@]} -eq 0 ]; then
+  mapfile -t targets < <("$fuzz" list)
+fi
+
+"$fuzz" build -s none
+for t in "${targets[@]}"; do
+  mkdir -p "corpus/$t"
+  log="$(mktemp)"
+  # libFuzzer stops itself after max_total_time; timeout is the backstop.
+  if ! timeout $((seconds + 60)) "$fuzz" run -s none "$t" "corpus/$t" "seeds/$t" -- \
+      -max_total_time="$seconds" -max_len=65536 -rss_limit_mb=2048 -print_final_stats=1 >"$log" 2>&1; then
+    tail -n 40 "$log" >&2
+    echo "fuzz: target $t failed; the input is under fuzz/artifacts/$t/" >&2
+    rm -f "$log"
+    exit 1
+  fi
+  runs="$(grep -o 'stat::number_of_executed_units: *[0-9]*' "$log" | grep -o '[0-9]*$' || echo '?')"
+  echo "fuzz: $t: $runs executions in ${seconds} s, no crash"
+  rm -f "$log"
+done
