@@ -73,14 +73,6 @@ impl Reply {
             server_id: String::new(),
         }
     }
-
-    /// The deadline passed before a decision was made.
-    pub fn timed_out() -> Self {
-        Self::unaddressable(
-            "timeout",
-            "decision took too long (deadline exceeded)".into(),
-        )
-    }
 }
 
 /// Token in, decision out: issuers, policy and lifetime caps. Needs no

@@ -147,6 +147,9 @@ fn render(state: &State) -> String {
         out.header(name, "counter", help);
         out.sample(name, &[], v as f64);
     }
+    let name = "nats_oidc_callout_token_cache_entries";
+    out.header(name, "gauge", "Verified tokens held in the cache.");
+    out.sample(name, &[], issuers.cached_tokens() as f64);
     let (ok, failed) = state.authorizer.decider().reload_counts();
     out.header(
         "nats_oidc_callout_policy_reloads_total",

@@ -124,7 +124,8 @@ pub async fn run(config: Config) -> Result<(), ServiceError> {
                     .await
                     {
                         Ok(reply) => reply,
-                        Err(_) => Reply::timed_out(),
+                        Err(_) => authorizer.refuse(&msg.payload, server_xkey.as_deref(), "timeout",
+                            "decision took too long (deadline exceeded); is the IdP slow?"),
                     };
                     let took = started.elapsed();
                     let o = &reply.outcome;

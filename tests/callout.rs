@@ -341,19 +341,6 @@ async fn sighup_reloads_the_policy_and_keeps_it_when_the_new_one_is_broken() {
     round_trip(&client.nats, "app.ivan.x").await;
 }
 
-/// Connects `tokens` at concurrency 32; returns how many were accepted.
-async fn storm(url: &str, tokens: Vec<String>) -> usize {
-    futures::stream::iter(tokens)
-        .map(|t| {
-            let url = url.to_owned();
-            async move { connect_token(&url, &t).await.is_ok() }
-        })
-        .buffer_unordered(32)
-        .filter(|ok| futures::future::ready(*ok))
-        .count()
-        .await
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn unknown_kid_flood_and_same_token_storm_cost_at_most_one_fetch() {
     let env = Env::start(EnvOptions::default()).await;

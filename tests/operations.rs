@@ -8,11 +8,6 @@ use common::*;
 use futures::StreamExt;
 use serde_json::Value;
 
-async fn get(url: &str) -> (u16, String) {
-    let r = reqwest::get(url).await.expect("http get");
-    (r.status().as_u16(), r.text().await.unwrap())
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn metrics_health_readiness_and_audit_events() {
     let port = free_port();
@@ -24,8 +19,8 @@ async fn metrics_health_readiness_and_audit_events() {
     })
     .await;
     let base = format!("http://127.0.0.1:{port}");
-    assert_eq!(get(&format!("{base}/healthz")).await.0, 200);
-    let (status, body) = get(&format!("{base}/readyz")).await;
+    assert_eq!(http_get(&format!("{base}/healthz")).await.0, 200);
+    let (status, body) = http_get(&format!("{base}/readyz")).await;
     assert_eq!(status, 200, "{body}");
     assert!(body.contains("issuer corp: 1 keys"), "{body}");
 
@@ -69,7 +64,7 @@ async fn metrics_health_readiness_and_audit_events() {
     assert_eq!(deny["reason"], "no rule grants access");
     assert_eq!(deny["reason_class"], "no_rule");
 
-    let (status, text) = get(&format!("{base}/metrics")).await;
+    let (status, text) = http_get(&format!("{base}/metrics")).await;
     assert_eq!(status, 200);
     for line in [
         "nats_oidc_callout_decisions_total{result=\"allow\",reason_class=\"ok\",issuer=\"corp\"} 1",
@@ -82,7 +77,7 @@ async fn metrics_health_readiness_and_audit_events() {
     ] {
         assert!(text.contains(line), "missing {line:?} in:\n{text}");
     }
-    assert_eq!(get(&format!("{base}/nope")).await.0, 404);
+    assert_eq!(http_get(&format!("{base}/nope")).await.0, 404);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -95,10 +90,10 @@ async fn not_ready_without_keys() {
         ..Default::default()
     })
     .await;
-    let (status, body) = get(&format!("http://127.0.0.1:{port}/readyz")).await;
+    let (status, body) = http_get(&format!("http://127.0.0.1:{port}/readyz")).await;
     assert_eq!(status, 503, "{body}");
     assert!(body.contains("issuer corp: 0 keys"), "{body}");
-    let (_, metrics) = get(&format!("http://127.0.0.1:{port}/metrics")).await;
+    let (_, metrics) = http_get(&format!("http://127.0.0.1:{port}/metrics")).await;
     let failures: f64 = metrics
         .lines()
         .find_map(|l| {

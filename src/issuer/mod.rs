@@ -142,6 +142,19 @@ pub struct Issuer {
     pub keys: KeyStore,
 }
 
+impl Issuer {
+    /// A refetch for an unknown `kid` that runs to its own fetch timeout
+    /// even when the request waiting on it gives up at its deadline, so a
+    /// slow IdP still delivers the new keys to the requests after it.
+    async fn refetch_detached(self: &Arc<Self>) -> Option<Arc<KeySet>> {
+        let issuer = self.clone();
+        tokio::spawn(async move { issuer.keys.refetch_for_unknown_kid().await })
+            .await
+            .ok()
+            .flatten()
+    }
+}
+
 /// All configured issuers, looked up by the token's exact `iss`.
 pub struct Issuers {
     list: Vec<Arc<Issuer>>,
@@ -314,6 +327,12 @@ impl Issuers {
         self.cache_hits.load(Ordering::Relaxed)
     }
 
+    /// Verified tokens held now; bounded by `token.cache_size` (eviction
+    /// catches up shortly after a burst).
+    pub fn cached_tokens(&self) -> u64 {
+        self.cache.entry_count()
+    }
+
     /// Tokens whose signature was actually checked (cache misses).
     pub fn signature_checks(&self) -> u64 {
         self.signature_checks.load(Ordering::Relaxed)
@@ -371,8 +390,7 @@ impl Issuers {
         let keys = match issuer.keys.current() {
             Some(k) => k,
             None => issuer
-                .keys
-                .refetch_for_unknown_kid()
+                .refetch_detached()
                 .await
                 .ok_or_else(|| TokenError::KeysUnavailable(name.clone()))?,
         };
@@ -408,8 +426,7 @@ impl Issuers {
             Ok(e) => e,
             Err(NoKey::UnknownKid) => {
                 refreshed = issuer
-                    .keys
-                    .refetch_for_unknown_kid()
+                    .refetch_detached()
                     .await
                     .ok_or_else(|| no_key(NoKey::UnknownKid))?;
                 refreshed.select(kid, alg).map_err(no_key)?

@@ -217,10 +217,28 @@ authorization {{
     )
 }
 
+/// How the in-process IdP misbehaves, for fault-injection tests.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum IdpFault {
+    #[default]
+    None,
+    /// Every request gets 503.
+    Down,
+    /// Requests are read, then left unanswered for `IDP_HANG` (longer than
+    /// the service's fetch timeout).
+    Hang,
+    /// The JWKS is HTML instead of JSON.
+    Garbage,
+    /// The JWKS is a 2 MiB JSON document (over the service's 1 MiB cap).
+    Oversized,
+}
+
+pub const IDP_HANG: Duration = Duration::from_secs(8);
+
 #[derive(Default)]
 struct IdpState {
     jwks: Value,
-    down: bool,
+    fault: IdpFault,
 }
 
 /// An in-process OIDC provider: discovery and JWKS over plain HTTP/1.1 on
@@ -242,7 +260,7 @@ impl Idp {
         let issuer = format!("http://127.0.0.1:{}", listener.local_addr().unwrap().port());
         let state = Arc::new(Mutex::new(IdpState {
             jwks: jwks(keys),
-            down: false,
+            fault: IdpFault::None,
         }));
         let fetches = Arc::new(AtomicUsize::new(0));
         let stop = Arc::new(AtomicBool::new(false));
@@ -267,9 +285,16 @@ impl Idp {
                     }
                     let head = String::from_utf8_lossy(&buf[..n]);
                     let path = head.split_whitespace().nth(1).unwrap_or("/").to_owned();
-                    let (status, body) = {
+                    let (fault, status, body) = {
                         let s = st.lock().unwrap();
-                        if s.down {
+                        let jwks = || match s.fault {
+                            IdpFault::Garbage => "<html>maintenance</html>".to_owned(),
+                            IdpFault::Oversized => {
+                                format!("{{\"keys\":[],\"pad\":\"{}\"}}", "x".repeat(2 << 20))
+                            }
+                            _ => s.jwks.to_string(),
+                        };
+                        let (status, body) = if s.fault == IdpFault::Down {
                             ("503 Service Unavailable", "{}".to_owned())
                         } else if path == "/.well-known/openid-configuration" {
                             let doc = json!({"issuer": iss, "jwks_uri": format!("{iss}/jwks"),
@@ -278,11 +303,15 @@ impl Idp {
                             ("200 OK", doc.to_string())
                         } else if path == "/jwks" {
                             fe.fetch_add(1, Ordering::SeqCst);
-                            ("200 OK", s.jwks.to_string())
+                            ("200 OK", jwks())
                         } else {
                             ("404 Not Found", "{}".to_owned())
-                        }
+                        };
+                        (s.fault, status, body)
                     };
+                    if fault == IdpFault::Hang {
+                        tokio::time::sleep(IDP_HANG).await;
+                    }
                     let resp = format!(
                         "HTTP/1.1 {status}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
                         body.len()
@@ -308,7 +337,11 @@ impl Idp {
 
     /// Makes every request fail with 503 (an outage) or serve again.
     pub fn set_down(&self, down: bool) {
-        self.state.lock().unwrap().down = down;
+        self.set_fault(if down { IdpFault::Down } else { IdpFault::None });
+    }
+
+    pub fn set_fault(&self, fault: IdpFault) {
+        self.state.lock().unwrap().fault = fault;
     }
 
     /// JWKS documents served so far.
@@ -452,6 +485,16 @@ impl Service {
     /// Everything this instance logged, also after it stopped.
     pub fn log(&self) -> String {
         read_log(&self.log)
+    }
+
+    /// Resident set size in KiB, from /proc (None once it has stopped).
+    pub fn rss_kib(&self) -> Option<u64> {
+        let pid = self.proc.as_ref()?.child.id();
+        let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix("VmRSS:"))
+            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
     }
 
     pub fn signal(&self, sig: &str) {
@@ -794,4 +837,24 @@ pub async fn connect_token_eventually(url: &str, token: &str) -> Option<Client> 
 /// Connects with no credentials at all.
 pub async fn connect_anonymous(url: &str) -> Result<Client, async_nats::ConnectError> {
     connect_with(async_nats::ConnectOptions::new(), url).await
+}
+
+/// Connects `tokens` at concurrency 32; returns how many were accepted.
+pub async fn storm(url: &str, tokens: Vec<String>) -> usize {
+    use futures::StreamExt;
+    futures::stream::iter(tokens)
+        .map(|t| {
+            let url = url.to_owned();
+            async move { connect_token(&url, &t).await.is_ok() }
+        })
+        .buffer_unordered(32)
+        .filter(|ok| futures::future::ready(*ok))
+        .count()
+        .await
+}
+
+/// GET on loopback: status and body.
+pub async fn http_get(url: &str) -> (u16, String) {
+    let r = reqwest::get(url).await.expect("http get");
+    (r.status().as_u16(), r.text().await.unwrap())
 }

@@ -1,0 +1,239 @@
+//! Fault injection, end to end: an IdP that hangs or serves garbage, requests
+//! replayed or forged on the callout subject, and floods that must leave
+//! memory bounded.
+
+mod common;
+
+use std::time::Duration;
+
+use common::*;
+use futures::StreamExt;
+use jsonwebtoken::{Algorithm, Header};
+use nats_oidc_callout::issuer::LocalKey;
+use nats_oidc_callout::protocol::{decode, decode_request, encode, AuthorizationResponse};
+use nkeys::KeyPairType;
+
+const SHORT: Duration = Duration::from_secs(5);
+
+async fn next(sub: &mut async_nats::Subscriber) -> async_nats::Message {
+    tokio::time::timeout(SHORT, sub.next())
+        .await
+        .expect("message seen")
+        .expect("subscription open")
+}
+
+async fn auth_user(url: &str) -> async_nats::Client {
+    async_nats::ConnectOptions::with_user_and_password("auth".into(), "authpw".into())
+        .connect(url)
+        .await
+        .expect("the callout account's own user connects")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_hanging_idp_costs_a_denial_with_a_reason_not_the_known_keys() {
+    let env = Env::start(EnvOptions {
+        issuer_extra: "jwks_min_refetch = \"1s\"",
+        ..Default::default()
+    })
+    .await;
+    let url = env.nats.url();
+    let new_key = LocalKey::generate(Algorithm::ES256).unwrap();
+    env.idp.set_keys(&[&env.key, &new_key]);
+    env.idp.set_fault(IdpFault::Hang);
+
+    // The refetch for the new kid hangs; the per-request deadline answers
+    // before the server's own timeout, with a reason.
+    let rotated = new_key.sign(&env.claims("rhea", "nats"));
+    env.assert_refused(
+        connect_token(&url, &rotated).await,
+        "decision took too long (deadline exceeded)",
+    )
+    .await;
+    // Keys already held keep working while the fetch hangs.
+    let client = connect_token(&url, &env.token("rhea", "nats"))
+        .await
+        .expect("known key accepted during the hang");
+    round_trip(&client.nats, "app.rhea.x").await;
+
+    env.idp.set_fault(IdpFault::None);
+    let client = connect_token_eventually(&url, &rotated)
+        .await
+        .unwrap_or_else(|| panic!("new key never picked up:\n{}", env.service.log()));
+    round_trip(&client.nats, "app.rhea.y").await;
+    // The hung fetch itself ended at the service's fetch timeout.
+    let timed_out = wait_until_async(Duration::from_secs(10), || async {
+        env.service
+            .log()
+            .contains("JWKS refetch for an unknown kid failed")
+    })
+    .await;
+    assert!(timed_out, "{}", env.service.log());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn garbage_or_oversized_jwks_keeps_the_last_good_keys() {
+    let env = Env::start(EnvOptions {
+        issuer_extra: "jwks_refresh = \"1s\"",
+        ..Default::default()
+    })
+    .await;
+    let url = env.nats.url();
+    let stranger = LocalKey::generate(Algorithm::RS256).unwrap();
+    for (fault, logged) in [
+        (IdpFault::Garbage, "JWKS is not valid JSON"),
+        (IdpFault::Oversized, "document larger than"),
+    ] {
+        env.idp.set_fault(fault);
+        let before = env.idp.jwks_fetches();
+        let refreshed = wait_until_async(Duration::from_secs(10), || async {
+            env.idp.jwks_fetches() >= before + 2 && env.service.log().contains(logged)
+        })
+        .await;
+        assert!(refreshed, "{fault:?}: {}", env.service.log());
+        let client = connect_token(&url, &env.token("gus", "nats"))
+            .await
+            .unwrap_or_else(|e| panic!("{fault:?}: last good keys must still verify: {e}"));
+        round_trip(&client.nats, "app.gus.x").await;
+        let unknown = stranger.sign(&env.claims("gus", "nats"));
+        env.assert_refused(connect_token(&url, &unknown).await, "no key with kid")
+            .await;
+    }
+}
+
+/// Requests can only come from the server: nats-server refuses a client's
+/// publish on the request subject, even from the callout account's user.
+/// The service checks signer, freshness and addressing anyway (unit tests in
+/// `authorize`); here the answer it gives one server is useless to another.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_response_replayed_to_another_server_and_forged_requests_are_refused() {
+    let env = Env::start(EnvOptions {
+        xkey: false,
+        ..Default::default()
+    })
+    .await;
+    let url = env.nats.url();
+    // Whoever holds the callout account's credentials sees requests and answers.
+    let spy = auth_user(&url).await;
+    let mut requests = spy.subscribe("$SYS.REQ.USER.AUTH").await.unwrap();
+    let mut answers = spy.subscribe("$SYS._INBOX.>").await.unwrap();
+    spy.flush().await.unwrap();
+    let token = env.token("vic", "nats");
+    let _victim = connect_token(&url, &token).await.expect("allowed");
+    let request = next(&mut requests).await;
+    let answer = next(&mut answers).await;
+    assert_eq!(Some(answer.subject.clone()), request.reply);
+    let request = decode_request(std::str::from_utf8(&request.payload).unwrap()).unwrap();
+    let response = decode::<AuthorizationResponse>(
+        std::str::from_utf8(&answer.payload).unwrap(),
+        KeyPairType::Account,
+    )
+    .unwrap();
+    assert_eq!(response.data.aud, request.nats.server_id.id);
+    assert_eq!(response.data.sub, request.nats.user_nkey);
+    assert!(response.nats.jwt.is_some());
+
+    // Handed to another server that trusts the same issuer, it is refused.
+    let port = free_port();
+    let other = NatsServer::start(
+        port,
+        &env.nats_config.replace(
+            &format!("127.0.0.1:{}", env.nats.port),
+            &format!("127.0.0.1:{port}"),
+        ),
+    );
+    let attacker = auth_user(&other.url()).await;
+    let mut theirs = attacker.subscribe("$SYS.REQ.USER.AUTH").await.unwrap();
+    attacker.flush().await.unwrap();
+    let stolen = answer.payload.clone();
+    let replay = tokio::spawn(async move {
+        let msg = theirs.next().await.expect("the other server asks");
+        attacker
+            .publish(msg.reply.expect("reply subject"), stolen)
+            .await
+            .unwrap();
+        attacker.flush().await.unwrap();
+    });
+    let refused = connect_token(&other.url(), &token).await;
+    assert!(refused.is_err(), "a replayed response was accepted");
+    tokio::time::timeout(SHORT, replay).await.unwrap().unwrap();
+    let rejected = wait_until_async(SHORT, || async {
+        other.log().contains("auth callout response is not for")
+    })
+    .await;
+    assert!(rejected, "{}", other.log());
+
+    // A forged request (signed by a non-server key) cannot even be sent.
+    let mut forged = request.clone();
+    let forged = encode(&mut forged, &nkeys::KeyPair::new_account()).unwrap();
+    spy.publish("$SYS.REQ.USER.AUTH", forged.into())
+        .await
+        .unwrap();
+    spy.flush().await.unwrap();
+    let blocked = wait_until_async(SHORT, || async {
+        env.nats
+            .log()
+            .contains("Publish Violation - Subject \"$SYS.REQ.USER.AUTH\"")
+    })
+    .await;
+    assert!(blocked, "{}", env.nats.log());
+    assert!(
+        !env.service.log().contains("invalid authorization request"),
+        "the forged request reached the service"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn floods_of_distinct_tokens_and_unknown_kids_keep_memory_bounded() {
+    const CACHE: u64 = 200;
+    let port = free_port();
+    let env = Env::start(EnvOptions {
+        token_extra: &format!("sources = [\"auth_token\"]\ncache_size = {CACHE}"),
+        config_extra: &format!("[http]\nlisten = \"127.0.0.1:{port}\"\n"),
+        ..Default::default()
+    })
+    .await;
+    let url = env.nats.url();
+    let distinct = |n: usize, tag: &str| -> Vec<String> {
+        (0..n)
+            .map(|i| env.token(&format!("{tag}{i}"), "nats"))
+            .collect()
+    };
+    assert_eq!(storm(&url, distinct(300, "warm")).await, 300);
+    let rss_before = env.service.rss_kib().expect("service running");
+
+    assert_eq!(storm(&url, distinct(3000, "flood")).await, 3000);
+    let forged: Vec<String> = (0..3000)
+        .map(|i| {
+            let mut h = Header::new(Algorithm::RS256);
+            h.kid = Some(format!("made-up-{i}"));
+            env.key.sign_with_header(&h, &env.claims("mallory", "nats"))
+        })
+        .collect();
+    assert_eq!(storm(&url, forged).await, 0, "no forged kid may connect");
+
+    let metrics = format!("http://127.0.0.1:{port}/metrics");
+    let entries = || async {
+        let (_, text) = http_get(&metrics).await;
+        text.lines()
+            .find_map(|l| l.strip_prefix("nats_oidc_callout_token_cache_entries "))
+            .and_then(|v| v.trim().parse::<f64>().ok())
+            .expect("cache gauge") as u64
+    };
+    // Eviction runs with cache activity; a few more connects drive it.
+    let token = env.token("after", "nats");
+    let bounded = wait_until_async(SHORT, || async {
+        let _ = connect_token(&url, &token).await;
+        entries().await <= CACHE
+    })
+    .await;
+    assert!(bounded, "cache holds {} > {CACHE}", entries().await);
+    let rss_after = env.service.rss_kib().expect("service running");
+    eprintln!(
+        "service RSS: {rss_before} KiB after 300 tokens, {rss_after} KiB after 3000 distinct \
+         tokens and 3000 unknown kids (cache_size {CACHE})"
+    );
+    assert!(
+        rss_after < rss_before + 32 * 1024,
+        "RSS grew from {rss_before} to {rss_after} KiB"
+    );
+}
