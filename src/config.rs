@@ -64,6 +64,22 @@ pub struct NatsConfig {
     /// Name of the callout account, for `server-config` output only.
     #[serde(default = "default_callout_account")]
     pub account: String,
+    /// Requests decided at once; beyond this each gets an immediate signed
+    /// denial ("service saturated") rather than a silent server timeout.
+    #[serde(default = "default_max_in_flight")]
+    pub max_in_flight: usize,
+    /// Time one decision may take before it is denied with a reason; keep
+    /// it below the server's `authorization { timeout }` (default 2 s).
+    #[serde(default = "default_request_timeout")]
+    pub request_timeout: HumanDuration,
+}
+
+fn default_max_in_flight() -> usize {
+    512
+}
+
+fn default_request_timeout() -> HumanDuration {
+    HumanDuration(Duration::from_millis(1500))
 }
 
 fn default_queue_group() -> String {
@@ -336,6 +352,17 @@ impl Config {
         {
             return Err(self.semantic("[nats] a password needs `user`".into()));
         }
+        if self.nats.max_in_flight == 0 {
+            return Err(self.semantic("[nats] max_in_flight must be at least 1".into()));
+        }
+        let timeout = Duration::from(self.nats.request_timeout);
+        if timeout < Duration::from_millis(10) || timeout > Duration::from_secs(60) {
+            return Err(self.semantic(format!(
+                "[nats] request_timeout {} is outside 10ms..60s; keep it below the server's \
+                 authorization timeout",
+                self.nats.request_timeout
+            )));
+        }
         if let Some(subject) = &self.audit.subject {
             if crate::policy::validate_subject(subject).is_err() || subject.contains(['*', '>']) {
                 return Err(self.semantic(format!(
@@ -474,5 +501,21 @@ file = "policy.toml"
         let src = MINIMAL.replace("[policy]", "[token]\nmax_ttl = \"forever\"\n\n[policy]");
         let err = Config::parse(Path::new("c.toml"), &src).unwrap_err();
         assert!(err.to_string().contains("invalid duration"), "{err}");
+    }
+
+    #[test]
+    fn request_limits_are_bounded() {
+        let c = Config::parse(Path::new("c.toml"), MINIMAL).unwrap();
+        assert_eq!(c.nats.max_in_flight, 512);
+        assert_eq!(c.nats.request_timeout.0, Duration::from_millis(1500));
+        for (line, needle) in [
+            ("max_in_flight = 0", "max_in_flight"),
+            ("request_timeout = \"0s\"", "request_timeout"),
+            ("request_timeout = \"5m\"", "request_timeout"),
+        ] {
+            let src = MINIMAL.replace("password = \"pw\"", &format!("password = \"pw\"\n{line}"));
+            let err = Config::parse(Path::new("c.toml"), &src).unwrap_err();
+            assert!(err.to_string().contains(needle), "{line}: {err}");
+        }
     }
 }

@@ -19,14 +19,6 @@ use crate::protocol::XKEY_HEADER;
 /// Subject nats-server publishes authorization requests on.
 pub const AUTH_SUBJECT: &str = "$SYS.REQ.USER.AUTH";
 
-/// Requests handled at once; beyond it requests are denied at once with a
-/// reason ("service saturated"), so an overload never turns into timeouts.
-const MAX_IN_FLIGHT: usize = 512;
-
-/// Answer well inside the server's default 2 s callout timeout: a late
-/// answer is dropped by the server, an early denial at least says why.
-const REQUEST_DEADLINE: Duration = Duration::from_millis(1500);
-
 /// How long a shutdown waits for in-flight requests.
 const DRAIN_TIMEOUT: Duration = Duration::from_secs(5);
 
@@ -78,7 +70,11 @@ pub async fn run(config: Config) -> Result<(), ServiceError> {
     let mut term = signal(SignalKind::terminate()).map_err(ServiceError::Signals)?;
     let mut int = signal(SignalKind::interrupt()).map_err(ServiceError::Signals)?;
     let mut hup = signal(SignalKind::hangup()).map_err(ServiceError::Signals)?;
-    let slots = Arc::new(Semaphore::new(MAX_IN_FLIGHT));
+    // Beyond max_in_flight requests are denied at once with a reason, so an
+    // overload never turns into server timeouts; the deadline answers well
+    // inside the server's callout timeout (a late answer is dropped).
+    let slots = Arc::new(Semaphore::new(config.nats.max_in_flight));
+    let deadline: Duration = config.nats.request_timeout.into();
     let mut tasks = JoinSet::new();
     let mut lost_subscription = false;
     tracing::info!(queue_group = %config.nats.queue_group, "ready: listening for authorization requests");
@@ -118,7 +114,7 @@ pub async fn run(config: Config) -> Result<(), ServiceError> {
                     let started = Instant::now();
                     metrics.request_started();
                     let mut reply = match tokio::time::timeout(
-                        REQUEST_DEADLINE,
+                        deadline,
                         authorizer.respond(&msg.payload, server_xkey.as_deref()),
                     )
                     .await

@@ -237,3 +237,35 @@ async fn floods_of_distinct_tokens_and_unknown_kids_keep_memory_bounded() {
         "RSS grew from {rss_before} to {rss_after} KiB"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_saturated_service_denies_at_once_with_a_reason() {
+    let env = Env::start(EnvOptions {
+        issuer_extra: "jwks_min_refetch = \"0s\"",
+        service_nats_extra: "max_in_flight = 1\nrequest_timeout = \"1800ms\"",
+        ..Default::default()
+    })
+    .await;
+    let url = env.nats.url();
+
+    // One request held in flight by a hanging key refetch...
+    env.idp.set_fault(IdpFault::Hang);
+    let stranger = LocalKey::generate(Algorithm::ES256).unwrap();
+    let held = stranger.sign(&env.claims("held", "nats"));
+    let first = tokio::spawn({
+        let url = url.clone();
+        async move { connect_token(&url, &held).await.is_ok() }
+    });
+    let hanging = wait_until_async(SHORT, || async { env.idp.hung_requests() > 0 }).await;
+    assert!(hanging, "{}", env.service.log());
+    // ...so the next one is refused at once, by the service, with a reason.
+    env.assert_refused(
+        connect_token(&url, &env.token("next", "nats")).await,
+        "service saturated",
+    )
+    .await;
+    assert!(
+        !first.await.unwrap(),
+        "the held request must not be granted"
+    );
+}

@@ -239,6 +239,8 @@ pub const IDP_HANG: Duration = Duration::from_secs(8);
 struct IdpState {
     jwks: Value,
     fault: IdpFault,
+    /// Requests held unanswered by `IdpFault::Hang` so far.
+    hung: usize,
 }
 
 /// An in-process OIDC provider: discovery and JWKS over plain HTTP/1.1 on
@@ -261,6 +263,7 @@ impl Idp {
         let state = Arc::new(Mutex::new(IdpState {
             jwks: jwks(keys),
             fault: IdpFault::None,
+            hung: 0,
         }));
         let fetches = Arc::new(AtomicUsize::new(0));
         let stop = Arc::new(AtomicBool::new(false));
@@ -286,7 +289,10 @@ impl Idp {
                     let head = String::from_utf8_lossy(&buf[..n]);
                     let path = head.split_whitespace().nth(1).unwrap_or("/").to_owned();
                     let (fault, status, body) = {
-                        let s = st.lock().unwrap();
+                        let mut s = st.lock().unwrap();
+                        if s.fault == IdpFault::Hang {
+                            s.hung += 1;
+                        }
                         let jwks = || match s.fault {
                             IdpFault::Garbage => "<html>maintenance</html>".to_owned(),
                             IdpFault::Oversized => {
@@ -342,6 +348,10 @@ impl Idp {
 
     pub fn set_fault(&self, fault: IdpFault) {
         self.state.lock().unwrap().fault = fault;
+    }
+
+    pub fn hung_requests(&self) -> usize {
+        self.state.lock().unwrap().hung
     }
 
     /// JWKS documents served so far.
@@ -557,6 +567,8 @@ pub struct EnvOptions<'a> {
     pub config_extra: &'a str,
     /// Lines appended to the nats-server config (`cluster {…}`).
     pub nats_extra: &'a str,
+    /// Lines for the service's own `[nats]` table.
+    pub service_nats_extra: &'a str,
 }
 
 impl Default for EnvOptions<'_> {
@@ -571,6 +583,7 @@ impl Default for EnvOptions<'_> {
             external_issuer: None,
             config_extra: "",
             nats_extra: "",
+            service_nats_extra: "",
         }
     }
 }
@@ -628,6 +641,7 @@ impl Env {
 url = "nats://127.0.0.1:{port}"
 user = "auth"
 password = "authpw"
+{service_nats_extra}
 
 [signing]
 issuer_seed_file = "issuer.nk"
@@ -655,6 +669,7 @@ file = "policy.toml"
             token_extra = opts.token_extra,
             policy_extra = opts.policy_extra,
             config_extra = opts.config_extra,
+            service_nats_extra = opts.service_nats_extra,
             issuer_extra = opts.issuer_extra.replace("{idp}", &idp.issuer),
         );
         let config_path = dir.path().join("callout.toml");
