@@ -199,8 +199,14 @@ impl Decider {
         now: i64,
         explain: bool,
     ) -> Outcome {
-        match self.issuers.validate(token).await {
-            Ok(verified) => self.evaluate(&verified, conn, now, explain),
+        // One policy for both steps: the cache keeps the claims it reads.
+        let policy = self.policy();
+        match self
+            .issuers
+            .validate(token, Some(policy.claims_read()))
+            .await
+        {
+            Ok(verified) => self.evaluate(&policy, &verified, conn, now, explain),
             Err(e) => Outcome::denied(e.class(), e),
         }
     }
@@ -231,11 +237,12 @@ impl Decider {
             &issuer.config.scope_claim,
             claims,
         );
-        self.evaluate(&verified, conn, now, explain)
+        self.evaluate(&self.policy(), &verified, conn, now, explain)
     }
 
     fn evaluate(
         &self,
+        policy: &Policy,
         token: &VerifiedToken,
         conn: &Connection<'_>,
         now: i64,
@@ -246,7 +253,6 @@ impl Decider {
             claims: &token.claims,
             scopes: &token.scopes,
         };
-        let policy = self.policy();
         let (evaluated, trace) = if explain {
             let e = policy.explain(&identity, conn);
             (e.result, Some((e.rules, e.origins)))
