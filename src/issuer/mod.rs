@@ -147,8 +147,9 @@ pub struct Issuer {
 pub struct Issuers {
     list: Vec<Arc<Issuer>>,
     max_token_bytes: usize,
-    /// Verified tokens by SHA-256 of the token, so a reconnect storm with
-    /// one token costs one signature check.
+    /// Verified tokens by SHA-256 of the token and the kept claim paths, so
+    /// a reconnect storm with one token costs one signature check, and a
+    /// policy never gets an entry cut down for another policy's paths.
     cache: moka::future::Cache<[u8; 32], Cached>,
     signature_checks: AtomicU64,
     cache_hits: AtomicU64,
@@ -168,9 +169,6 @@ struct Cached {
     issuer: Arc<Issuer>,
     /// The kept claims, a JSON object.
     claims: Box<str>,
-    /// Which paths were kept; an entry made for another policy's paths is
-    /// not served, so a policy never reads claims that were dropped.
-    kept: Option<Arc<[String]>>,
     /// The token's `exp` (validation requires one).
     expires_at: i64,
 }
@@ -321,12 +319,9 @@ impl Issuers {
         if token.len() > self.max_token_bytes {
             return Err(TokenError::TooLarge(self.max_token_bytes));
         }
-        let key: [u8; 32] = Sha256::digest(token.as_bytes()).into();
+        let key = cache_key(token, keep);
         if let Some(hit) = self.cache.get(&key).await {
-            if hit.kept.as_ref() != keep {
-                // Kept for another policy, which may read fewer claims.
-                self.cache.invalidate(&key).await;
-            } else if hit.expires_at > now_unix() {
+            if hit.expires_at > now_unix() {
                 self.cache_hits.fetch_add(1, Ordering::Relaxed);
                 return Ok(Arc::new(hit.token()));
             }
@@ -342,20 +337,10 @@ impl Issuers {
                         .expect("claims serialize")
                         .into_boxed_str(),
                     issuer,
-                    kept: keep.cloned(),
                 })
             })
             .await
             .map_err(|e| (*e).clone())?;
-        if entry.kept.as_ref() != keep {
-            // Lost a race with a policy reload: answer without the cache.
-            let (issuer, claims) = self.verify(token).await?;
-            return Ok(Arc::new(VerifiedToken::new(
-                issuer.config.name.clone(),
-                &issuer.config.scope_claim,
-                kept(&issuer, claims, keep),
-            )));
-        }
         Ok(Arc::new(entry.token()))
     }
 
@@ -507,6 +492,24 @@ impl Issuers {
         }
         Ok((issuer.clone(), claims))
     }
+}
+
+/// SHA-256 over the token and, length-prefixed, the kept paths (`None`
+/// differs from every list).
+fn cache_key(token: &str, keep: KeptClaims) -> [u8; 32] {
+    let mut h = Sha256::new();
+    h.update(token.as_bytes());
+    match keep {
+        None => h.update([0]),
+        Some(paths) => {
+            h.update([1]);
+            for p in paths.iter() {
+                h.update((p.len() as u64).to_le_bytes());
+                h.update(p.as_bytes());
+            }
+        }
+    }
+    h.finalize().into()
 }
 
 /// The claims at `keep`'s paths, each stored under its whole path, plus
