@@ -274,10 +274,12 @@ async fn main() {
     let same = vec![distinct[0].clone(); args.n];
     let static_tokens = vec!["static-bench-token".to_owned(); args.n];
 
+    // The load generator's own CPU counts too: all share the 2 cores.
     let pids = [
         service.0.id(),
         callout_server.0.id(),
         baseline_server.0.id(),
+        std::process::id(),
     ];
     let cpu0 = pids.map(cpu_seconds);
     println!("n = {}, c = {}", args.n, args.c);
@@ -296,7 +298,7 @@ async fn main() {
     warm.print("callout, one token");
     let cpu3 = pids.map(cpu_seconds);
     // CPU per successful connect of one process over one run, in µs.
-    let per = |p: usize, a: &[Option<f64>; 3], b: &[Option<f64>; 3], s: &Stats| {
+    let per = |p: usize, a: &[Option<f64>; 4], b: &[Option<f64>; 4], s: &Stats| {
         Some((b[p]? - a[p]?) / s.ok.max(1) as f64 * 1e6)
     };
     let show = |v: Option<f64>| v.map_or("?".to_owned(), |v| format!("{v:.0} µs"));
@@ -310,6 +312,12 @@ async fn main() {
         show(per(2, &cpu0, &cpu1, &baseline)),
         show(per(1, &cpu1, &cpu2, &cold)),
         show(per(1, &cpu2, &cpu3, &warm))
+    );
+    println!(
+        "load generator CPU per connect: native {}, callout distinct {}, callout one token {}",
+        show(per(3, &cpu0, &cpu1, &baseline)),
+        show(per(3, &cpu1, &cpu2, &cold)),
+        show(per(3, &cpu2, &cpu3, &warm))
     );
     let rate = |s: &Stats| s.ok as f64 / s.elapsed.as_secs_f64();
     println!(
