@@ -125,6 +125,9 @@ fn stages(c: &mut Criterion) {
     // Cold numbers come from a service whose token cache holds nothing.
     let cold = setup(SMALL_POLICY, 0);
     let issuers = cold.authorizer.decider().issuers();
+    // As `serve` validates: keeping only the claims the policy reads.
+    let cold_policy = cold.authorizer.decider().policy();
+    let keep = Some(cold_policy.claims_read());
     rt.block_on(issuers.load_all());
 
     let token = s.keys[0].sign(&claims("svc-1"));
@@ -162,14 +165,15 @@ fn stages(c: &mut Criterion) {
         c.bench_function(&format!("token validation cold {:?}", key.alg), |b| {
             b.iter(|| {
                 let t = &pool[next.fetch_add(1, Ordering::Relaxed) % pool.len()];
-                rt.block_on(issuers.validate(t))
+                rt.block_on(issuers.validate(t, keep))
             })
         });
     }
     let warm_issuers = s.authorizer.decider().issuers();
+    let warm_policy = s.authorizer.decider().policy();
     c.bench_function("token validation warm (cache hit)", |b| {
         b.iter(|| {
-            rt.block_on(warm_issuers.validate(black_box(&token)))
+            rt.block_on(warm_issuers.validate(black_box(&token), Some(warm_policy.claims_read())))
                 .unwrap()
         })
     });

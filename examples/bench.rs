@@ -3,8 +3,13 @@
 //! nats-server's own static token auth as the baseline, in one run.
 //! Everything runs on 127.0.0.1 and is stopped at the end.
 //!
+//! With `--fill N`, it instead authorizes N distinct valid tokens through
+//! the service (no baseline) and reports the service's memory before and
+//! after, with the token cache's entry count from `/metrics`.
+//!
 //! cargo build --release --bins --examples
 //! target/release/examples/bench -n 2000 -c 32
+//! target/release/examples/bench --fill 100000 -c 64 --claims rich
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -14,21 +19,38 @@ use futures::stream::{self, StreamExt};
 use jsonwebtoken::Algorithm;
 use nats_oidc_callout::issuer::{jwks, LocalKey};
 
+#[path = "common/tokens.rs"]
+mod tokens;
+
+use tokens::{claims, memory_kib, Shape};
+
 struct Args {
     n: usize,
     c: usize,
+    fill: Option<usize>,
+    shape: Shape,
 }
 
 fn parse_args() -> Args {
-    let mut a = Args { n: 1000, c: 32 };
+    let mut a = Args {
+        n: 1000,
+        c: 32,
+        fill: None,
+        shape: Shape::Minimal,
+    };
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
-        let v = it.next().and_then(|v| v.parse().ok());
-        match (flag.as_str(), v) {
+        let v = it.next();
+        let num = v.as_deref().and_then(|v| v.parse().ok());
+        match (flag.as_str(), num) {
             ("-n", Some(v)) => a.n = v,
             ("-c", Some(v)) => a.c = v,
+            ("--fill", Some(v)) => a.fill = Some(v),
+            ("--claims", _) if v.as_deref().is_some_and(|v| v.parse::<Shape>().is_ok()) => {
+                a.shape = v.unwrap().parse().unwrap()
+            }
             _ => {
-                eprintln!("usage: bench [-n CONNECTIONS] [-c CONCURRENCY]");
+                eprintln!("usage: bench [-n CONNECTIONS] [-c CONCURRENCY] [--fill TOKENS] [--claims minimal|rich]");
                 std::process::exit(2);
             }
         }
@@ -164,7 +186,10 @@ async fn main() {
     );
 
     let key = LocalKey::generate(Algorithm::RS256).unwrap();
-    std::fs::write(d.join("jwks.json"), jwks(&[&key]).to_string()).unwrap();
+    // The fill signs with P-256: 100k RSA signatures would take minutes,
+    // and what a cache entry holds does not depend on the algorithm.
+    let fill_key = LocalKey::generate(Algorithm::ES256).unwrap();
+    std::fs::write(d.join("jwks.json"), jwks(&[&key, &fill_key]).to_string()).unwrap();
     let account = nkeys::KeyPair::new_account();
     let xkey = nkeys::XKey::new();
     std::fs::write(d.join("issuer.nk"), account.seed().unwrap()).unwrap();
@@ -176,6 +201,7 @@ async fn main() {
     )
     .unwrap();
     let port = free_port();
+    let http_port = free_port();
     let iss = "https://bench.invalid";
     std::fs::write(
         d.join("callout.toml"),
@@ -183,11 +209,12 @@ async fn main() {
             "[nats]\nurl = \"nats://127.0.0.1:{port}\"\nuser = \"auth\"\npassword = \"pw\"\n\
              [signing]\nissuer_seed_file = \"issuer.nk\"\nxkey_seed_file = \"xkey.nk\"\n\
              [[issuer]]\nname = \"bench\"\nissuer = \"{iss}\"\naudience = \"nats\"\njwks_file = \"jwks.json\"\n\
-             [policy]\nfile = \"policy.toml\"\n"
+             algorithms = [\"RS256\", \"ES256\"]\n[policy]\nfile = \"policy.toml\"\n\
+             [http]\nlisten = \"127.0.0.1:{http_port}\"\n"
         ),
     )
     .unwrap();
-    let _callout_server = start_nats(
+    let callout_server = start_nats(
         d,
         "callout",
         port,
@@ -209,8 +236,29 @@ async fn main() {
             .spawn()
             .unwrap(),
     );
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    let callout_url = format!("nats://127.0.0.1:{port}");
+    if let Some(n) = args.fill {
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        let metrics = format!("http://127.0.0.1:{http_port}/metrics");
+        fill(
+            &callout_url,
+            &metrics,
+            &fill_key,
+            iss,
+            n,
+            &args,
+            now,
+            &service.0,
+        )
+        .await;
+        return;
+    }
     let base_port = free_port();
-    let _baseline = start_nats(
+    let baseline_server = start_nats(
         d,
         "baseline",
         base_port,
@@ -220,22 +268,20 @@ async fn main() {
     );
     tokio::time::sleep(Duration::from_millis(500)).await;
 
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_secs();
     let distinct: Vec<String> = (0..args.n)
-        .map(|i| {
-            key.sign(
-                &serde_json::json!({"iss": iss, "aud": "nats", "sub": format!("client-{i}"),
-                "scope": "nats", "iat": now, "exp": now + 600}),
-            )
-        })
+        .map(|i| key.sign(&claims(args.shape, iss, i, now)))
         .collect();
     let same = vec![distinct[0].clone(); args.n];
     let static_tokens = vec!["static-bench-token".to_owned(); args.n];
 
-    let cpu0 = cpu_seconds(service.0.id());
+    // The load generator's own CPU counts too: all share the 2 cores.
+    let pids = [
+        service.0.id(),
+        callout_server.0.id(),
+        baseline_server.0.id(),
+        std::process::id(),
+    ];
+    let cpu0 = pids.map(cpu_seconds);
     println!("n = {}, c = {}", args.n, args.c);
     let baseline = storm(
         &format!("nats://127.0.0.1:{base_port}"),
@@ -244,28 +290,92 @@ async fn main() {
     )
     .await;
     baseline.print("native token auth");
-    let cold = storm(&format!("nats://127.0.0.1:{port}"), &distinct, args.c).await;
+    let cpu1 = pids.map(cpu_seconds);
+    let cold = storm(&callout_url, &distinct, args.c).await;
     cold.print("callout, distinct tokens");
-    let cpu1 = cpu_seconds(service.0.id());
-    let warm = storm(&format!("nats://127.0.0.1:{port}"), &same, args.c).await;
+    let cpu2 = pids.map(cpu_seconds);
+    let warm = storm(&callout_url, &same, args.c).await;
     warm.print("callout, one token");
-    let cpu2 = cpu_seconds(service.0.id());
-    if let (Some(a), Some(b), Some(c)) = (cpu0, cpu1, cpu2) {
-        println!(
-            "service CPU per decision: distinct {:.0} µs, one token {:.0} µs",
-            (b - a) / cold.ok.max(1) as f64 * 1e6,
-            (c - b) / warm.ok.max(1) as f64 * 1e6
-        );
-    }
+    let cpu3 = pids.map(cpu_seconds);
+    // CPU per successful connect of one process over one run, in µs.
+    let per = |p: usize, a: &[Option<f64>; 4], b: &[Option<f64>; 4], s: &Stats| {
+        Some((b[p]? - a[p]?) / s.ok.max(1) as f64 * 1e6)
+    };
+    let show = |v: Option<f64>| v.map_or("?".to_owned(), |v| format!("{v:.0} µs"));
+    println!(
+        "service CPU per decision: distinct {}, one token {}",
+        show(per(0, &cpu1, &cpu2, &cold)),
+        show(per(0, &cpu2, &cpu3, &warm))
+    );
+    println!(
+        "nats-server CPU per connect: native {}, callout distinct {}, callout one token {}",
+        show(per(2, &cpu0, &cpu1, &baseline)),
+        show(per(1, &cpu1, &cpu2, &cold)),
+        show(per(1, &cpu2, &cpu3, &warm))
+    );
+    println!(
+        "load generator CPU per connect: native {}, callout distinct {}, callout one token {}",
+        show(per(3, &cpu0, &cpu1, &baseline)),
+        show(per(3, &cpu1, &cpu2, &cold)),
+        show(per(3, &cpu2, &cpu3, &warm))
+    );
+    let rate = |s: &Stats| s.ok as f64 / s.elapsed.as_secs_f64();
     println!(
         "ratio to native: distinct {:.2}, one token {:.2}",
-        cold.ok as f64
-            / cold.elapsed.as_secs_f64()
-            / (baseline.ok as f64 / baseline.elapsed.as_secs_f64()),
-        warm.ok as f64
-            / warm.elapsed.as_secs_f64()
-            / (baseline.ok as f64 / baseline.elapsed.as_secs_f64()),
+        rate(&cold) / rate(&baseline),
+        rate(&warm) / rate(&baseline),
     );
+}
+
+/// Authorizes `n` distinct tokens through the service and reports its
+/// memory and cache size before and after.
+#[allow(clippy::too_many_arguments)]
+async fn fill(
+    url: &str,
+    metrics: &str,
+    key: &LocalKey,
+    iss: &str,
+    n: usize,
+    args: &Args,
+    now: u64,
+    service: &Child,
+) {
+    let pid = service.id().to_string();
+    let t0 = Instant::now();
+    let tokens: Vec<String> = (0..n)
+        .map(|i| key.sign(&claims(args.shape, iss, i, now)))
+        .collect();
+    println!(
+        "signed {n} {:?} tokens ({} bytes each) in {:.1} s",
+        args.shape,
+        tokens[0].len(),
+        t0.elapsed().as_secs_f64()
+    );
+    let (rss0, hwm0) = memory_kib(&pid);
+    let entries0 = cache_entries(metrics).await;
+    let cpu0 = cpu_seconds(service.id());
+    let stats = storm(url, &tokens, args.c).await;
+    stats.print("callout, fill");
+    let cpu1 = cpu_seconds(service.id());
+    let entries1 = cache_entries(metrics).await;
+    let (rss1, hwm1) = memory_kib(&pid);
+    println!("before: VmRSS {rss0} KiB, VmHWM {hwm0} KiB, cache entries {entries0:?}");
+    println!("after:  VmRSS {rss1} KiB, VmHWM {hwm1} KiB, cache entries {entries1:?}");
+    if let (Some(a), Some(b)) = (cpu0, cpu1) {
+        println!(
+            "service CPU per decision: {:.0} µs",
+            (b - a) / stats.ok.max(1) as f64 * 1e6
+        );
+    }
+}
+
+/// The service's `nats_oidc_callout_token_cache_entries` gauge.
+async fn cache_entries(metrics: &str) -> Option<u64> {
+    let body = reqwest::get(metrics).await.ok()?.text().await.ok()?;
+    body.lines()
+        .find_map(|l| l.strip_prefix("nats_oidc_callout_token_cache_entries "))
+        .and_then(|v| v.trim().parse::<f64>().ok())
+        .map(|v| v as u64)
 }
 
 /// utime + stime of a process, from /proc.

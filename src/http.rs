@@ -47,7 +47,14 @@ async fn handle(
     state: Arc<State>,
 ) -> Result<Response<Full<Bytes>>, Infallible> {
     let (status, content_type, body) = match (req.method().as_str(), req.uri().path()) {
-        ("GET", "/metrics") => (StatusCode::OK, "text/plain; version=0.0.4", render(&state)),
+        ("GET", "/metrics") => {
+            let entries = state.authorizer.decider().issuers().cache_entries().await;
+            (
+                StatusCode::OK,
+                "text/plain; version=0.0.4",
+                render(&state, entries),
+            )
+        }
         ("GET", "/healthz") => (StatusCode::OK, "text/plain", "ok\n".to_owned()),
         ("GET", "/readyz") => {
             let (ready, report) = readiness(&state);
@@ -93,7 +100,7 @@ fn readiness(state: &State) -> (bool, String) {
     (ready, report)
 }
 
-fn render(state: &State) -> String {
+fn render(state: &State, cache_entries: u64) -> String {
     let mut out = Exposition::default();
     state.metrics.render_into(&mut out);
     let issuers = state.authorizer.decider().issuers();
@@ -147,9 +154,16 @@ fn render(state: &State) -> String {
         out.header(name, "counter", help);
         out.sample(name, &[], v as f64);
     }
-    let name = "nats_oidc_callout_token_cache_entries";
-    out.header(name, "gauge", "Verified tokens held in the cache.");
-    out.sample(name, &[], issuers.cached_tokens() as f64);
+    out.header(
+        "nats_oidc_callout_token_cache_entries",
+        "gauge",
+        "Verified tokens held in the cache.",
+    );
+    out.sample(
+        "nats_oidc_callout_token_cache_entries",
+        &[],
+        cache_entries as f64,
+    );
     let (ok, failed) = state.authorizer.decider().reload_counts();
     out.header(
         "nats_oidc_callout_policy_reloads_total",

@@ -27,7 +27,7 @@ fuzz_target!(|data: &[u8]| {
             )
         }
     };
-    if let Ok(verified) = w.rt.block_on(w.issuers.validate(&token)) {
+    if let Ok(verified) = w.rt.block_on(w.issuers.validate(&token, None)) {
         let c = &verified.claims;
         assert_eq!(c.get("iss").and_then(Value::as_str), Some(ISSUER));
         let aud_ok = match c.get("aud") {

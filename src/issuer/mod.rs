@@ -127,14 +127,18 @@ impl VerifiedToken {
                 .and_then(Value::as_str)
                 .unwrap_or_default()
                 .to_owned(),
-            // NumericDate may be fractional; round down so a user JWT never
-            // outlives the token.
-            expires_at: claims
-                .get("exp")
-                .and_then(|v| v.as_i64().or_else(|| v.as_f64().map(|f| f.floor() as i64))),
+            expires_at: expiry(&claims),
             claims,
         }
     }
+}
+
+/// The `exp` claim. NumericDate may be fractional; round down so a user JWT
+/// never outlives the token.
+fn expiry(claims: &Map<String, Value>) -> Option<i64> {
+    claims
+        .get("exp")
+        .and_then(|v| v.as_i64().or_else(|| v.as_f64().map(|f| f.floor() as i64)))
 }
 
 pub struct Issuer {
@@ -159,22 +163,45 @@ impl Issuer {
 pub struct Issuers {
     list: Vec<Arc<Issuer>>,
     max_token_bytes: usize,
-    /// Verified tokens by SHA-256 of the token, so a reconnect storm with
-    /// one token costs one signature check.
+    /// Verified tokens by SHA-256 of the token and the kept claim paths, so
+    /// a reconnect storm with one token costs one signature check, and a
+    /// policy never gets an entry cut down for another policy's paths.
     cache: moka::future::Cache<[u8; 32], Cached>,
     signature_checks: AtomicU64,
     cache_hits: AtomicU64,
 }
 
-/// A cache entry and how long it may live: never past the token's `exp`,
-/// and never past one key refresh interval, so a key the IdP withdrew stops
-/// being honoured within that interval.
+/// Which claims a verified token keeps: `None` keeps them all; a policy
+/// passes the claim paths it reads ([`crate::policy::Policy::claims_read`]).
+/// `sub`, `exp` and the issuer's scope claim are always kept.
+pub type KeptClaims<'a> = Option<&'a Arc<[String]>>;
+
+/// A cache entry. Memory is what bounds the cache (100k entries by
+/// default), so it holds only the claims the policy reads, as JSON text:
+/// a parsed `serde_json::Map` of a typical access token takes ~8 KB on
+/// the heap, this ~100 bytes. A hit parses it back (about a microsecond).
 #[derive(Clone)]
 struct Cached {
-    token: Arc<VerifiedToken>,
-    ttl: Duration,
+    issuer: Arc<Issuer>,
+    /// The kept claims, a JSON object.
+    claims: Box<str>,
+    /// The token's `exp` (validation requires one).
+    expires_at: i64,
 }
 
+impl Cached {
+    fn token(&self) -> VerifiedToken {
+        let claims = serde_json::from_str(&self.claims).expect("the cache holds JSON it wrote");
+        VerifiedToken::new(
+            self.issuer.config.name.clone(),
+            &self.issuer.config.scope_claim,
+            claims,
+        )
+    }
+}
+
+/// An entry lives until the token's `exp`, and never past one key refresh
+/// interval, so a key the IdP withdrew stops being honoured within it.
 struct CacheExpiry;
 
 impl moka::Expiry<[u8; 32], Cached> for CacheExpiry {
@@ -184,7 +211,8 @@ impl moka::Expiry<[u8; 32], Cached> for CacheExpiry {
         v: &Cached,
         _: std::time::Instant,
     ) -> Option<Duration> {
-        Some(v.ttl)
+        let left = Duration::from_secs((v.expires_at - now_unix()).max(0) as u64);
+        Some(left.min(v.issuer.config.jwks_refresh.into()))
     }
 }
 
@@ -293,33 +321,50 @@ impl Issuers {
 
     /// Verifies a bearer token exactly as `serve` does. Identical tokens
     /// arriving together are verified once (single flight) and then served
-    /// from the cache; failures are never cached.
-    pub async fn validate(&self, token: &str) -> Result<Arc<VerifiedToken>, TokenError> {
+    /// from the cache; failures are never cached. The token's claims are
+    /// cut down to `keep`, on a cache hit and a miss alike, so a decision
+    /// never depends on whether the token was cached.
+    pub async fn validate(
+        &self,
+        token: &str,
+        keep: KeptClaims<'_>,
+    ) -> Result<Arc<VerifiedToken>, TokenError> {
         if token.is_empty() {
             return Err(TokenError::Missing);
         }
         if token.len() > self.max_token_bytes {
             return Err(TokenError::TooLarge(self.max_token_bytes));
         }
-        let key: [u8; 32] = Sha256::digest(token.as_bytes()).into();
+        let key = cache_key(token, keep);
         if let Some(hit) = self.cache.get(&key).await {
-            if hit.token.expires_at.is_some_and(|exp| exp > now_unix()) {
+            if hit.expires_at > now_unix() {
                 self.cache_hits.fetch_add(1, Ordering::Relaxed);
-                return Ok(hit.token);
+                return Ok(Arc::new(hit.token()));
             }
         }
-        self.cache
+        let entry = self
+            .cache
             .try_get_with(key, async {
-                let (token, refresh) = self.verify(token).await?;
-                let left = token.expires_at.map_or(0, |exp| exp - now_unix()).max(0) as u64;
+                let (issuer, claims) = self.verify(token).await?;
+                let claims = kept(&issuer, claims, keep);
                 Ok::<_, TokenError>(Cached {
-                    token: Arc::new(token),
-                    ttl: Duration::from_secs(left).min(refresh),
+                    expires_at: expiry(&claims).unwrap_or(0),
+                    claims: serde_json::to_string(&claims)
+                        .expect("claims serialize")
+                        .into_boxed_str(),
+                    issuer,
                 })
             })
             .await
-            .map(|c| c.token)
-            .map_err(|e| (*e).clone())
+            .map_err(|e| (*e).clone())?;
+        Ok(Arc::new(entry.token()))
+    }
+
+    /// Verified tokens held in the cache, after moka's pending maintenance
+    /// ran, so the count is exact rather than moka's lagging estimate.
+    pub async fn cache_entries(&self) -> u64 {
+        self.cache.run_pending_tasks().await;
+        self.cache.entry_count()
     }
 
     /// Tokens served from the cache without a signature check.
@@ -327,19 +372,13 @@ impl Issuers {
         self.cache_hits.load(Ordering::Relaxed)
     }
 
-    /// Verified tokens held now; bounded by `token.cache_size` (eviction
-    /// catches up shortly after a burst).
-    pub fn cached_tokens(&self) -> u64 {
-        self.cache.entry_count()
-    }
-
     /// Tokens whose signature was actually checked (cache misses).
     pub fn signature_checks(&self) -> u64 {
         self.signature_checks.load(Ordering::Relaxed)
     }
 
-    /// The uncached check; returns the token and its issuer's refresh interval.
-    async fn verify(&self, token: &str) -> Result<(VerifiedToken, Duration), TokenError> {
+    /// The uncached check; returns the token's issuer and all its claims.
+    async fn verify(&self, token: &str) -> Result<(Arc<Issuer>, Map<String, Value>), TokenError> {
         let mut parts = token.split('.');
         let (Some(h), Some(p), Some(_), None) =
             (parts.next(), parts.next(), parts.next(), parts.next())
@@ -465,9 +504,44 @@ impl Issuers {
                 return Err(TokenError::TooOld { age_secs: age });
             }
         }
-        let verified = VerifiedToken::new(name.clone(), &issuer.config.scope_claim, claims);
-        Ok((verified, issuer.config.jwks_refresh.into()))
+        Ok((issuer.clone(), claims))
     }
+}
+
+/// SHA-256 over the token and, length-prefixed, the kept paths (`None`
+/// differs from every list).
+fn cache_key(token: &str, keep: KeptClaims) -> [u8; 32] {
+    let mut h = Sha256::new();
+    h.update(token.as_bytes());
+    match keep {
+        None => h.update([0]),
+        Some(paths) => {
+            h.update([1]);
+            for p in paths.iter() {
+                h.update((p.len() as u64).to_le_bytes());
+                h.update(p.as_bytes());
+            }
+        }
+    }
+    h.finalize().into()
+}
+
+/// The claims at `keep`'s paths, each stored under its whole path, plus
+/// `sub`, `exp` and the scope claim. [`crate::policy::lookup`] tries the
+/// whole path first, so it finds the same value at each kept path as in the
+/// full claims; and it finds nothing where the full claims have nothing,
+/// since any way down through a kept value is also a way down in the full
+/// claims.
+fn kept(issuer: &Issuer, claims: Map<String, Value>, keep: KeptClaims) -> Map<String, Value> {
+    let Some(paths) = keep else {
+        return claims;
+    };
+    let always = ["sub", "exp", issuer.config.scope_claim.as_str()];
+    always
+        .into_iter()
+        .chain(paths.iter().map(String::as_str))
+        .filter_map(|p| Some((p.to_owned(), crate::policy::lookup(&claims, p)?.clone())))
+        .collect()
 }
 
 fn decode_part<T: serde::de::DeserializeOwned>(b64: &str, part: &str) -> Result<T, TokenError> {

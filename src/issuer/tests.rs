@@ -65,7 +65,7 @@ fn with(mut base: Value, key: &str, v: Value) -> Value {
 
 async fn check(f: &Fixture, token: &str) -> Result<std::sync::Arc<VerifiedToken>, TokenError> {
     f.issuers.load_all().await;
-    f.issuers.validate(token).await
+    f.issuers.validate(token, None).await
 }
 
 #[tokio::test]
@@ -250,15 +250,15 @@ async fn identical_tokens_are_verified_once_until_they_expire() {
     f.issuers.load_all().await;
     let token = f.rsa.sign(&with(claims(), "exp", json!(now_unix() + 1)));
     let issuers = &f.issuers;
-    let all = futures::future::join_all((0..50).map(|_| issuers.validate(&token))).await;
+    let all = futures::future::join_all((0..50).map(|_| issuers.validate(&token, None))).await;
     assert!(all.iter().all(Result::is_ok));
     assert_eq!(issuers.signature_checks(), 1, "single flight + cache");
-    assert!(issuers.validate(&token).await.is_ok());
+    assert!(issuers.validate(&token, None).await.is_ok());
     assert_eq!(issuers.signature_checks(), 1);
 
     // Past its exp the entry is not served; within leeway it verifies again.
     tokio::time::sleep(std::time::Duration::from_millis(2100)).await;
-    assert!(issuers.validate(&token).await.is_ok());
+    assert!(issuers.validate(&token, None).await.is_ok());
     assert_eq!(issuers.signature_checks(), 2);
 }
 
@@ -269,7 +269,7 @@ async fn failures_are_not_cached() {
     let bad = f.rsa.sign(&with(claims(), "aud", json!("nope")));
     for _ in 0..3 {
         assert_eq!(
-            f.issuers.validate(&bad).await.unwrap_err(),
+            f.issuers.validate(&bad, None).await.unwrap_err(),
             TokenError::Audience
         );
     }
@@ -326,7 +326,7 @@ async fn stale_keys_stop_being_used() {
     f.issuers.load_all().await;
     tokio::time::sleep(std::time::Duration::from_millis(1200)).await;
     assert!(matches!(
-        f.issuers.validate(&token).await.unwrap_err(),
+        f.issuers.validate(&token, None).await.unwrap_err(),
         TokenError::StaleKeys { .. }
     ));
 }
@@ -369,4 +369,38 @@ async fn every_supported_algorithm_with_its_own_key_type() {
         check(&f, &forged).await.unwrap_err(),
         TokenError::KeyMismatch("corp".into())
     );
+}
+
+#[tokio::test]
+async fn cached_tokens_keep_only_the_claims_a_policy_reads() {
+    let f = fixture(&[], "");
+    f.issuers.load_all().await;
+    let c = with(claims(), "realm_access", json!({"roles": ["admin"]}));
+    let c = with(c, "email", json!("svc-1@corp.test"));
+    let token = f.rsa.sign(&c);
+    let keep: Arc<[String]> = vec!["realm_access.roles".to_owned()].into();
+    // The miss (verified now) and the hit answer with the same claims.
+    for _ in 0..2 {
+        let v = f.issuers.validate(&token, Some(&keep)).await.unwrap();
+        assert_eq!(
+            crate::policy::lookup(&v.claims, "realm_access.roles"),
+            Some(&json!(["admin"]))
+        );
+        assert_eq!(v.claims.get("email"), None, "not read by the policy");
+        assert_eq!(v.subject, "svc-1");
+        assert_eq!(v.scopes, vec!["a", "b"]);
+        assert_eq!(v.expires_at, c["exp"].as_i64());
+    }
+    assert_eq!(f.issuers.signature_checks(), 1);
+    assert_eq!(f.issuers.cache_hits(), 1);
+
+    // A policy reading other claims never gets an entry cut for another.
+    let other: Arc<[String]> = vec!["email".to_owned()].into();
+    let v = f.issuers.validate(&token, Some(&other)).await.unwrap();
+    assert_eq!(v.claims.get("email"), Some(&json!("svc-1@corp.test")));
+    assert_eq!(f.issuers.signature_checks(), 2);
+    let v = f.issuers.validate(&token, None).await.unwrap();
+    assert_eq!(v.claims, *c.as_object().unwrap());
+    assert_eq!(f.issuers.signature_checks(), 3);
+    assert_eq!(f.issuers.cache_entries().await, 3, "one entry per kept set");
 }

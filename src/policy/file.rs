@@ -9,7 +9,7 @@ use serde::Deserialize;
 use serde_spanned::Spanned;
 
 use super::{
-    PermissionSet, Policy, Rule, ScopeMapping, SubjectTemplate, TemplatePermission,
+    claims_read, PermissionSet, Policy, Rule, ScopeMapping, SubjectTemplate, TemplatePermission,
     CONNECTION_TYPES, DEFAULT_TTL,
 };
 use crate::duration::HumanDuration;
@@ -406,6 +406,7 @@ pub(super) fn compile(
     Ok(Policy {
         default_account,
         default_ttl: file.defaults.ttl.map_or(DEFAULT_TTL, Duration::from),
+        claims_read: claims_read(&sets, &rules),
         sets,
         rules,
         warnings: c.warnings,

@@ -11,6 +11,7 @@ mod subject;
 use std::collections::HashMap;
 use std::net::IpAddr;
 use std::path::Path;
+use std::sync::Arc;
 use std::time::Duration;
 
 use ipnet::IpNet;
@@ -91,6 +92,8 @@ pub struct Policy {
     sets: HashMap<String, PermissionSet>,
     rules: Vec<Rule>,
     warnings: Vec<String>,
+    /// Every claim path a rule or a subject template reads, sorted.
+    claims_read: Arc<[String]>,
 }
 
 /// Who is asking: the verified token, reduced to what rules look at.
@@ -177,6 +180,12 @@ impl Policy {
 
     pub fn rule_count(&self) -> usize {
         self.rules.len()
+    }
+
+    /// The claim paths evaluation can read (rules' `claims`, `{claim.…}`
+    /// in permission sets); the token cache keeps only these.
+    pub fn claims_read(&self) -> &Arc<[String]> {
+        &self.claims_read
     }
 
     /// Every account a grant can name.
@@ -270,6 +279,27 @@ impl Policy {
             ttl,
         })
     }
+}
+
+/// See [`Policy::claims_read`].
+fn claims_read(sets: &HashMap<String, PermissionSet>, rules: &[Rule]) -> Arc<[String]> {
+    let templates = sets.values().flat_map(|s| {
+        [&s.publish, &s.subscribe]
+            .into_iter()
+            .flat_map(|p| p.allow.iter().chain(&p.deny))
+    });
+    let mut paths: Vec<String> = templates
+        .flat_map(SubjectTemplate::claims)
+        .chain(
+            rules
+                .iter()
+                .flat_map(|r| r.claims.iter().map(|(n, _)| n.as_str())),
+        )
+        .map(str::to_owned)
+        .collect();
+    paths.sort();
+    paths.dedup();
+    paths.into()
 }
 
 /// Why one rule matched or not.

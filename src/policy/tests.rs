@@ -427,3 +427,16 @@ fn a_direction_with_no_allow_is_denied_entirely() {
     assert!(g.permissions.subscribe.allow.is_empty());
     assert_eq!(g.permissions.subscribe.deny, vec![">"]);
 }
+
+#[test]
+fn claims_read_lists_rule_claims_and_template_claims() {
+    let p = policy(
+        "[defaults]\naccount = \"A\"\n[permissions.p]\npub = { allow = [\"t.{claim.org.id}.{claim.sub}\"] }\n\
+         sub = { deny = [\"x.{claim.team}\"] }\n\
+         [[rules]]\nname = \"r\"\nclaims = { \"realm_access.roles\" = \"admin\", team = \"*\" }\ngrant = [\"p\"]\n",
+    );
+    assert_eq!(
+        p.claims_read().to_vec(),
+        vec!["org.id", "realm_access.roles", "sub", "team"]
+    );
+}
