@@ -20,11 +20,12 @@ fi
 for t in "${targets[@]}"; do
   mkdir -p "corpus/$t"
   log="$(mktemp)"
-  # libFuzzer stops itself after max_total_time; timeout is the backstop.
-  if ! timeout $((seconds + 60)) "$fuzz" run -s none "$t" "corpus/$t" "seeds/$t" -- \
+  # libFuzzer stops itself after max_total_time; timeout is the backstop
+  # (generous: a slow machine, or a rebuild, must not pass for a crash).
+  if ! timeout $((seconds * 2 + 300)) "$fuzz" run -s none "$t" "corpus/$t" "seeds/$t" -- \
       -max_total_time="$seconds" -max_len=65536 -rss_limit_mb=2048 -print_final_stats=1 >"$log" 2>&1; then
     tail -n 40 "$log" >&2
-    echo "fuzz: target $t failed; the input is under fuzz/artifacts/$t/" >&2
+    echo "fuzz: target $t failed; a crashing input is kept under fuzz/artifacts/$t/" >&2
     rm -f "$log"
     exit 1
   fi
