@@ -29,6 +29,9 @@ struct Args {
     c: usize,
     fill: Option<usize>,
     shape: Shape,
+    /// Encrypted callout (the default, as recommended); `--no-xkey` shows
+    /// what the encryption costs nats-server and the service.
+    xkey: bool,
 }
 
 fn parse_args() -> Args {
@@ -37,9 +40,14 @@ fn parse_args() -> Args {
         c: 32,
         fill: None,
         shape: Shape::Minimal,
+        xkey: true,
     };
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
+        if flag == "--no-xkey" {
+            a.xkey = false;
+            continue;
+        }
         let v = it.next();
         let num = v.as_deref().and_then(|v| v.parse().ok());
         match (flag.as_str(), num) {
@@ -50,7 +58,7 @@ fn parse_args() -> Args {
                 a.shape = v.unwrap().parse().unwrap()
             }
             _ => {
-                eprintln!("usage: bench [-n CONNECTIONS] [-c CONCURRENCY] [--fill TOKENS] [--claims minimal|rich]");
+                eprintln!("usage: bench [-n CONNECTIONS] [-c CONCURRENCY] [--fill TOKENS] [--claims minimal|rich] [--no-xkey]");
                 std::process::exit(2);
             }
         }
@@ -207,10 +215,11 @@ async fn main() {
         d.join("callout.toml"),
         format!(
             "[nats]\nurl = \"nats://127.0.0.1:{port}\"\nuser = \"auth\"\npassword = \"pw\"\n\
-             [signing]\nissuer_seed_file = \"issuer.nk\"\nxkey_seed_file = \"xkey.nk\"\n\
+             [signing]\nissuer_seed_file = \"issuer.nk\"\n{service_xkey}\n\
              [[issuer]]\nname = \"bench\"\nissuer = \"{iss}\"\naudience = \"nats\"\njwks_file = \"jwks.json\"\n\
              algorithms = [\"RS256\", \"ES256\"]\n[policy]\nfile = \"policy.toml\"\n\
-             [http]\nlisten = \"127.0.0.1:{http_port}\"\n"
+             [http]\nlisten = \"127.0.0.1:{http_port}\"\n",
+            service_xkey = if args.xkey { "xkey_seed_file = \"xkey.nk\"" } else { "" },
         ),
     )
     .unwrap();
@@ -220,9 +229,9 @@ async fn main() {
         port,
         &format!(
             "listen: 127.0.0.1:{port}\nmax_connections: 1000000\naccounts {{ AUTH {{ users: [{{user: auth, password: pw}}] }}\n APP {{}}\n SYS {{}} }}\n\
-             system_account: SYS\nauthorization {{ timeout: 2\n auth_callout {{ issuer: {}\n auth_users: [auth]\n account: AUTH\n xkey: {} }} }}\n",
+             system_account: SYS\nauthorization {{ timeout: 2\n auth_callout {{ issuer: {}\n auth_users: [auth]\n account: AUTH\n {} }} }}\n",
             account.public_key(),
-            xkey.public_key()
+            if args.xkey { format!("xkey: {}", xkey.public_key()) } else { String::new() }
         ),
     );
     let log = std::fs::File::create(d.join("service.log")).unwrap();
