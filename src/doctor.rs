@@ -5,6 +5,8 @@
 //! `no_auth_user`, so the callout is inferred from a connection subscribed to
 //! `$SYS.REQ.USER.AUTH` (`/connz`), and anonymous access from a probe.
 
+use std::time::Duration;
+
 use serde::Serialize;
 use serde_json::Value;
 
@@ -40,7 +42,16 @@ pub struct Inputs<'a> {
     pub anonymous_accepted: Option<bool>,
     /// The callout account this service's config names, with `--config`.
     pub expected_account: Option<&'a str>,
+    /// The service's `request_timeout`, with `--config`.
+    pub request_timeout: Option<Duration>,
+    /// This host's clock (Unix ms) when `/varz` was read.
+    pub local_now_ms: Option<i64>,
 }
+
+/// The service refuses requests this long past their `exp` (see
+/// `authorize`), so a clock ahead of the server's by more than that plus
+/// the server's auth timeout refuses every connection.
+const REQUEST_EXPIRY_SLACK_SECS: f64 = 10.0;
 
 const AUTH_SUBJECT: &str = "$SYS.REQ.USER.AUTH";
 
@@ -109,7 +120,8 @@ pub fn audit(i: &Inputs) -> Vec<Finding> {
             "max_control_line is the 4 KB default: large IdP tokens (Entra ID with groups) do not fit in CONNECT; raise it (e.g. 16KB)",
         ));
     }
-    if let Some(t) = v["auth_timeout"].as_f64() {
+    let auth_timeout = v["auth_timeout"].as_f64();
+    if let Some(t) = auth_timeout {
         if t < 1.0 {
             out.push(finding(
                 "auth_timeout_short",
@@ -120,7 +132,46 @@ pub fn audit(i: &Inputs) -> Vec<Finding> {
             ));
         }
     }
+    if let (Some(ours), Some(t)) = (i.request_timeout, auth_timeout) {
+        if ours.as_secs_f64() >= t {
+            out.push(finding(
+                "request_timeout_not_below_auth_timeout",
+                Severity::Warning,
+                format!(
+                    "the service's request_timeout ({} ms) is not below the server's authorization timeout ({t} s): a slow decision is dropped by the server instead of denied with a reason; lower request_timeout",
+                    ours.as_millis()
+                ),
+            ));
+        }
+    }
+    if let Some(skew) = clock_skew_secs(v, i.local_now_ms) {
+        let limit = auth_timeout.unwrap_or(2.0) + REQUEST_EXPIRY_SLACK_SECS;
+        let (ahead, behind) = if skew > 0.0 {
+            ("this host", "the server")
+        } else {
+            ("the server", "this host")
+        };
+        if skew > limit {
+            out.push(finding(
+                "clock_skew",
+                Severity::Critical,
+                format!("this host's clock is {skew:.1} s ahead of the server's: a service here refuses every request as expired; synchronise the clocks (NTP)"),
+            ));
+        } else if skew.abs() > 2.0 {
+            out.push(finding(
+                "clock_skew",
+                Severity::Warning,
+                format!("{ahead}'s clock is {:.1} s ahead of {behind}'s: token times (exp, nbf) and request expiry are judged on different clocks; synchronise them (NTP)", skew.abs()),
+            ));
+        }
+    }
     out
+}
+
+/// Seconds this host's clock is ahead of the server's (`/varz` `now`).
+fn clock_skew_secs(varz: &Value, local_now_ms: Option<i64>) -> Option<f64> {
+    let server = chrono::DateTime::parse_from_rfc3339(varz["now"].as_str()?).ok()?;
+    Some((local_now_ms? - server.timestamp_millis()) as f64 / 1000.0)
 }
 
 /// Accounts of connections subscribed to the callout subject, or None
@@ -158,6 +209,8 @@ mod tests {
             connz: Some(&connz),
             anonymous_accepted: Some(true),
             expected_account: None,
+            request_timeout: None,
+            local_now_ms: None,
         });
         assert_eq!(
             ids(&f),
@@ -176,13 +229,15 @@ mod tests {
 
     #[test]
     fn well_configured_loopback_server_has_only_info() {
-        let varz = json!({"host": "127.0.0.1", "auth_required": true, "system_account": "SYS", "max_control_line": 16384, "auth_timeout": 2});
+        let varz = json!({"host": "127.0.0.1", "auth_required": true, "system_account": "SYS", "max_control_line": 16384, "auth_timeout": 2, "now": "2026-11-23T10:34:30.123456789Z"});
         let connz = json!({"connections": [{"account": "AUTH", "subscriptions_list": ["$SYS.REQ.USER.AUTH"]}]});
         let f = audit(&Inputs {
             varz: &varz,
             connz: Some(&connz),
             anonymous_accepted: Some(false),
             expected_account: Some("AUTH"),
+            request_timeout: Some(Duration::from_millis(1500)),
+            local_now_ms: Some(1_795_430_070_500),
         });
         assert_eq!(ids(&f), vec!["client_port_without_tls"]);
         assert_eq!(f[0].severity, Severity::Info);
@@ -191,7 +246,44 @@ mod tests {
             connz: Some(&connz),
             anonymous_accepted: Some(false),
             expected_account: Some("CALLOUT"),
+            request_timeout: None,
+            local_now_ms: None,
         });
         assert!(ids(&f).contains(&"auth_callout_account_mismatch"));
+    }
+
+    #[test]
+    fn clock_skew_and_a_late_request_timeout_are_reported() {
+        let server_now = "2026-11-23T11:34:30.000+01:00";
+        let server_ms = 1_795_430_070_000;
+        let varz = json!({"host": "127.0.0.1", "auth_required": true, "system_account": "SYS",
+            "max_control_line": 16384, "auth_timeout": 2, "now": server_now, "tls_required": true});
+        let check = |skew_ms: i64, timeout_ms: u64| {
+            audit(&Inputs {
+                varz: &varz,
+                connz: None,
+                anonymous_accepted: None,
+                expected_account: None,
+                request_timeout: Some(Duration::from_millis(timeout_ms)),
+                local_now_ms: Some(server_ms + skew_ms),
+            })
+        };
+        assert!(check(500, 1500).is_empty());
+        let f = check(-5_000, 1500);
+        assert_eq!(ids(&f), vec!["clock_skew"]);
+        assert_eq!(f[0].severity, Severity::Warning);
+        assert!(
+            f[0].message
+                .starts_with("the server's clock is 5.0 s ahead"),
+            "{}",
+            f[0].message
+        );
+        let f = check(15_000, 1500);
+        assert_eq!(f[0].severity, Severity::Critical);
+        assert!(f[0].message.contains("15.0 s ahead"), "{}", f[0].message);
+        assert_eq!(
+            ids(&check(0, 2000)),
+            vec!["request_timeout_not_below_auth_timeout"]
+        );
     }
 }

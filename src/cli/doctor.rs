@@ -24,9 +24,9 @@ pub struct DoctorArgs {
 }
 
 pub fn run(args: DoctorArgs) -> ExitCode {
-    let expected = match &args.config {
+    let config = match &args.config {
         Some(p) => match super::load_config(p) {
-            Ok(c) => Some(c.nats.account.clone()),
+            Ok(c) => Some(c),
             Err(code) => return code,
         },
         None => None,
@@ -55,11 +55,14 @@ pub fn run(args: DoctorArgs) -> ExitCode {
             }
         };
         let varz = get("/varz").await?;
+        let local_now_ms = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_millis() as i64);
         let connz = get("/connz?subs=1&auth=true&limit=100000").await.ok();
         let anonymous = probe_anonymous(&varz).await;
-        Ok::<_, String>((varz, connz, anonymous))
+        Ok::<_, String>((varz, connz, anonymous, local_now_ms))
     });
-    let (varz, connz, anonymous) = match fetched {
+    let (varz, connz, anonymous, local_now_ms) = match fetched {
         Ok(x) => x,
         Err(e) => return super::bad(format!("cannot read the monitoring endpoint: {e}")),
     };
@@ -67,7 +70,9 @@ pub fn run(args: DoctorArgs) -> ExitCode {
         varz: &varz,
         connz: connz.as_ref(),
         anonymous_accepted: anonymous,
-        expected_account: expected.as_deref(),
+        expected_account: config.as_ref().map(|c| c.nats.account.as_str()),
+        request_timeout: config.as_ref().map(|c| c.nats.request_timeout.into()),
+        local_now_ms: Some(local_now_ms),
     });
     let critical = findings.iter().any(|f| f.severity == Severity::Critical);
     if args.json {
