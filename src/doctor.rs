@@ -36,7 +36,7 @@ fn finding(id: &'static str, severity: Severity, message: impl Into<String>) -> 
 /// What the audit looks at.
 pub struct Inputs<'a> {
     pub varz: &'a Value,
-    /// `/connz?subs=1&auth=true`, if it could be fetched.
+    /// `/connz?subs=detail&auth=true`, if it could be fetched.
     pub connz: Option<&'a Value>,
     /// Whether a client with no credentials got in (None: not probed).
     pub anonymous_accepted: Option<bool>,
@@ -96,20 +96,28 @@ pub fn audit(i: &Inputs) -> Vec<Finding> {
     }
     match callout_connections(i.connz) {
         None => {}
-        Some(accounts) if accounts.is_empty() => out.push(finding(
+        Some(responders) if responders.is_empty() => out.push(finding(
             "auth_callout_absent",
             if i.expected_account.is_some() { Severity::Critical } else { Severity::Warning },
             format!("no connection is subscribed to {AUTH_SUBJECT}: no callout service is serving this server"),
         )),
-        Some(accounts) => {
+        Some(responders) => {
             if let Some(expected) = i.expected_account {
-                if !accounts.iter().any(|a| a == expected) {
+                if !responders.iter().any(|r| r.account == expected) {
+                    let accounts: Vec<&str> = responders.iter().map(|r| r.account.as_str()).collect();
                     out.push(finding(
                         "auth_callout_account_mismatch",
                         Severity::Critical,
                         format!("the callout service is connected in {accounts:?}, but this config names the account {expected:?}"),
                     ));
                 }
+            }
+            for r in responders.iter().filter(|r| r.in_queue_group == Some(false)) {
+                out.push(finding(
+                    "auth_callout_without_queue_group",
+                    Severity::Warning,
+                    format!("connection {} ({:?}, account {}) answers {AUTH_SUBJECT} outside any queue group: every request also goes to it and the first answer wins; run every instance in one queue_group and stop stray subscribers", r.cid, r.name, r.account),
+                ));
             }
         }
     }
@@ -174,21 +182,46 @@ fn clock_skew_secs(varz: &Value, local_now_ms: Option<i64>) -> Option<f64> {
     Some((local_now_ms? - server.timestamp_millis()) as f64 / 1000.0)
 }
 
-/// Accounts of connections subscribed to the callout subject, or None
-/// when `/connz` was not available.
-fn callout_connections(connz: Option<&Value>) -> Option<Vec<String>> {
+/// A connection subscribed to the callout subject.
+struct Responder {
+    cid: i64,
+    name: String,
+    account: String,
+    /// Whether it subscribed in a queue group; None when `/connz` was read
+    /// without `subs=detail`, which does not say.
+    in_queue_group: Option<bool>,
+}
+
+/// Connections subscribed to the callout subject, or None when `/connz`
+/// was not available. Reads `subs=detail` (with queue groups) and plain
+/// `subs=1` lists alike.
+fn callout_connections(connz: Option<&Value>) -> Option<Vec<Responder>> {
     let conns = connz?.get("connections")?.as_array()?;
-    Some(
-        conns
-            .iter()
-            .filter(|c| {
-                c["subscriptions_list"]
-                    .as_array()
-                    .is_some_and(|s| s.iter().any(|x| x.as_str() == Some(AUTH_SUBJECT)))
-            })
-            .map(|c| c["account"].as_str().unwrap_or_default().to_owned())
-            .collect(),
-    )
+    let mut out = Vec::new();
+    for c in conns {
+        let plain = c["subscriptions_list"].as_array().into_iter().flatten();
+        let detail = c["subscriptions_list_detail"]
+            .as_array()
+            .into_iter()
+            .flatten();
+        let subs = plain
+            .filter(|x| x.as_str() == Some(AUTH_SUBJECT))
+            .map(|_| None)
+            .chain(
+                detail
+                    .filter(|x| x["subject"].as_str() == Some(AUTH_SUBJECT))
+                    .map(|x| Some(x["qgroup"].as_str().is_some_and(|q| !q.is_empty()))),
+            );
+        for in_queue_group in subs {
+            out.push(Responder {
+                cid: c["cid"].as_i64().unwrap_or_default(),
+                name: c["name"].as_str().unwrap_or_default().to_owned(),
+                account: c["account"].as_str().unwrap_or_default().to_owned(),
+                in_queue_group,
+            });
+        }
+    }
+    Some(out)
 }
 
 #[cfg(test)]
@@ -284,6 +317,39 @@ mod tests {
         assert_eq!(
             ids(&check(0, 2000)),
             vec!["request_timeout_not_below_auth_timeout"]
+        );
+    }
+
+    #[test]
+    fn a_responder_outside_a_queue_group_is_a_warning() {
+        let varz = json!({"host": "127.0.0.1", "auth_required": true, "system_account": "SYS",
+            "max_control_line": 16384, "auth_timeout": 2, "tls_required": true});
+        let sub = |qgroup: Option<&str>| {
+            let mut d = json!({"subject": AUTH_SUBJECT, "sid": "1"});
+            if let Some(q) = qgroup {
+                d["qgroup"] = q.into();
+            }
+            d
+        };
+        let connz = json!({"connections": [
+            {"cid": 7, "name": "nats-oidc-callout", "account": "AUTH", "subscriptions_list_detail": [sub(Some("nats-oidc-callout"))]},
+            {"cid": 9, "account": "AUTH", "subscriptions_list_detail": [sub(None), {"subject": "other"}]},
+            {"cid": 11, "account": "AUTH", "subscriptions_list": [AUTH_SUBJECT]},
+        ]});
+        let f = audit(&Inputs {
+            varz: &varz,
+            connz: Some(&connz),
+            anonymous_accepted: Some(false),
+            expected_account: Some("AUTH"),
+            request_timeout: None,
+            local_now_ms: None,
+        });
+        assert_eq!(ids(&f), vec!["auth_callout_without_queue_group"]);
+        assert_eq!(f[0].severity, Severity::Warning);
+        assert!(
+            f[0].message.starts_with("connection 9 "),
+            "{}",
+            f[0].message
         );
     }
 }

@@ -85,6 +85,24 @@ async fn a_served_callout_has_no_critical_finding() {
     assert_eq!(ids(&v), vec!["client_port_without_tls"], "{v}");
     assert_eq!(v["server"]["version"], "2.15.1");
 
+    // A stray subscriber on the callout subject, outside the queue group.
+    let stray = async_nats::ConnectOptions::with_user_and_password("auth".into(), "authpw".into())
+        .connect(env.nats.url())
+        .await
+        .unwrap();
+    let _sub = stray.subscribe("$SYS.REQ.USER.AUTH").await.unwrap();
+    stray.flush().await.unwrap();
+    let (code, v) = doctor(&["--monitor", &url, "--config", config.to_str().unwrap()]);
+    assert_eq!(code, 0, "a warning does not fail: {v}");
+    assert_eq!(
+        ids(&v),
+        vec![
+            "client_port_without_tls",
+            "auth_callout_without_queue_group"
+        ],
+        "{v}"
+    );
+
     // A config naming another callout account than the one being served.
     let other = env.dir.path().join("other.toml");
     let text = std::fs::read_to_string(&config)

@@ -58,7 +58,7 @@ pub fn run(args: DoctorArgs) -> ExitCode {
         let local_now_ms = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(0, |d| d.as_millis() as i64);
-        let connz = get("/connz?subs=1&auth=true&limit=100000").await.ok();
+        let connz = get("/connz?subs=detail&auth=true&limit=100000").await.ok();
         let anonymous = probe_anonymous(&varz).await;
         Ok::<_, String>((varz, connz, anonymous, local_now_ms))
     });
