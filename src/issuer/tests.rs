@@ -320,6 +320,24 @@ async fn rfc9068_typ_required_claims_and_max_age() {
 }
 
 #[tokio::test]
+async fn a_cached_token_is_not_served_past_its_max_age() {
+    let f = fixture(&[], "max_token_age = \"2s\"");
+    let token = f.rsa.sign(&with(claims(), "iat", json!(now_unix() - 1)));
+    assert!(f.issuers.validate(&token, None).await.is_ok());
+    assert!(f.issuers.validate(&token, None).await.is_ok());
+    assert_eq!(
+        f.issuers.signature_checks(),
+        1,
+        "the second was a cache hit"
+    );
+    tokio::time::sleep(std::time::Duration::from_millis(2200)).await;
+    assert!(matches!(
+        f.issuers.validate(&token, None).await.unwrap_err(),
+        TokenError::TooOld { .. }
+    ));
+}
+
+#[tokio::test]
 async fn stale_keys_stop_being_used() {
     let f = fixture(&[], "jwks_max_stale = \"1s\"");
     let token = f.rsa.sign(&claims());

@@ -190,6 +190,12 @@ impl NatsServer {
         self.restarts += 1;
         self.launch();
     }
+
+    /// Restarts on the same port with another config.
+    pub fn reconfigure(&mut self, config: &str) {
+        std::fs::write(self.dir.path().join("nats-server.conf"), config).expect("write config");
+        self.restart();
+    }
 }
 
 /// Config-mode nats-server config delegating to the callout.
