@@ -1,11 +1,32 @@
 //! The bearer token a client presents: raw text, fuzzed claims under a real
 //! signature (each of the issuer's algorithms), and a fuzzed header with
 //! fuzzed claims under a real signature. First byte picks the form and key.
+//! An accepted token gets the same policy decision from the claims the
+//! cache keeps (those the policy reads) as from all of them.
 #![no_main]
 
+use std::path::Path;
+use std::sync::OnceLock;
+
 use libfuzzer_sys::fuzz_target;
-use nats_oidc_callout_fuzz::{now, split, world, AUDIENCE, ISSUER};
+use nats_oidc_callout::issuer::VerifiedToken;
+use nats_oidc_callout::policy::{Connection, Identity, Policy};
+use nats_oidc_callout_fuzz::{now, split, world, AUDIENCE, ISSUER, POLICY};
 use serde_json::Value;
+
+fn policy() -> &'static Policy {
+    static POLICY_: OnceLock<Policy> = OnceLock::new();
+    POLICY_.get_or_init(|| Policy::parse(Path::new("policy.toml"), POLICY, None).expect("policy"))
+}
+
+fn decide(t: &VerifiedToken) -> String {
+    let who = Identity {
+        issuer: &t.issuer,
+        claims: &t.claims,
+        scopes: &t.scopes,
+    };
+    format!("{:?}", policy().evaluate(&who, &Connection::default()))
+}
 
 fuzz_target!(|data: &[u8]| {
     let w = world();
@@ -45,5 +66,15 @@ fuzz_target!(|data: &[u8]| {
             form % 3 != 0,
             "a raw fuzzed token cannot carry our signature"
         );
+        let kept =
+            w.rt.block_on(w.issuers.validate(&token, Some(policy().claims_read())))
+                .expect("valid with all claims, valid with the kept ones");
+        assert_eq!(
+            decide(&verified),
+            decide(&kept),
+            "kept claims changed the decision"
+        );
+        assert_eq!(verified.expires_at, kept.expires_at);
+        assert_eq!(verified.subject, kept.subject);
     }
 });
