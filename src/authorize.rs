@@ -382,9 +382,13 @@ impl Authorizer {
             conn_type: Some(connection_type(req)),
             host: Some(req.client_info.host.as_str()),
         };
-        let outcome = match self.token_of(req) {
-            Some(t) => self.decider.decide(t, &conn, now, false).await,
-            None => Outcome::denied(TokenError::Missing.class(), TokenError::Missing),
+        // A stale request is still the server's: it gets a signed denial with
+        // the reason, so clock skew shows in the server's log, not as "no
+        // reason supplied". A denial is all a replay can get.
+        let outcome = match (stale(&request.data, now), self.token_of(req)) {
+            (Some(reason), _) => Outcome::denied("stale_request", reason),
+            (None, Some(t)) => self.decider.decide(t, &conn, now, false).await,
+            (None, None) => Outcome::denied(TokenError::Missing.class(), TokenError::Missing),
         };
         self.answer(req, reply_key.as_deref(), outcome, now)
     }
@@ -429,16 +433,6 @@ impl Authorizer {
             return Err(format!(
                 "request aud is {:?}, expected {AUTHORIZATION_REQUEST_AUDIENCE:?}",
                 request.data.aud
-            ));
-        }
-        let now = now_unix();
-        if request.data.exp <= 0 {
-            return Err("request has no exp".into());
-        }
-        let late = now.saturating_sub(request.data.exp);
-        if late > REQUEST_EXPIRY_SLACK_SECS {
-            return Err(format!(
-                "request expired {late} s ago: a replay, or the clocks of server and service disagree"
             ));
         }
         let req = &request.nats;
@@ -558,6 +552,21 @@ impl Authorizer {
         };
         encode(&mut claims, &self.signer).map_err(|e| e.to_string())
     }
+}
+
+/// Why a request is too old to decide on, if it is: its `exp` is the
+/// server's own deadline, so past it (and the slack) it is a replay or the
+/// clocks disagree.
+fn stale(claims: &ClaimsData, now: i64) -> Option<String> {
+    if claims.exp <= 0 {
+        return Some("request has no exp".into());
+    }
+    let late = now.saturating_sub(claims.exp);
+    (late > REQUEST_EXPIRY_SLACK_SECS).then(|| {
+        format!(
+            "request expired {late} s ago: a replay, or the clocks of server and service disagree"
+        )
+    })
 }
 
 /// Prefix and checksum, as nats-io/nkeys' `IsValidPublicUserKey` checks.
@@ -724,7 +733,7 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn stale_or_misaddressed_requests_are_not_answered() {
+    async fn stale_requests_are_denied_and_misaddressed_ones_not_answered() {
         let f = fixture();
         f.authorizer.decider().issuers().load_all().await;
         let token = f
@@ -751,20 +760,30 @@ mod tests {
             .outcome
             .result
             .is_ok());
+        // Stale: a signed denial that says why, never a grant.
         type Edit = fn(&mut NatsClaims<AuthorizationRequest>);
-        let cases: [(&str, Edit); 4] = [
-            ("expired", |r| r.data.exp = now_unix() - 60),
-            ("expired", |r| r.data.exp = now_unix() - 12),
+        let stale: [(&str, Edit); 3] = [
+            ("expired 60 s ago", |r| r.data.exp = now_unix() - 60),
+            ("expired 12 s ago", |r| r.data.exp = now_unix() - 12),
             ("no exp", |r| r.data.exp = 0),
-            ("aud", |r| r.data.aud = "nats-authorization-response".into()),
         ];
-        for (needle, edit) in cases {
+        for (needle, edit) in stale {
             let (replayed, _) = request_with(&f, &f.server, &token, edit);
             let reply = f.authorizer.respond(&replayed, None).await;
-            assert!(reply.payload.is_empty(), "{needle}");
-            assert_eq!(reply.outcome.class, "bad_request");
-            let reason = reply.outcome.result.unwrap_err();
+            assert_eq!(reply.outcome.class, "stale_request", "{needle}");
+            let reason = reply.outcome.result.as_ref().unwrap_err();
             assert!(reason.contains(needle), "{needle}: {reason}");
+            let resp = response(&reply);
+            assert!(resp.nats.jwt.is_none(), "{needle}");
+            assert!(resp.nats.error.unwrap().contains(needle));
         }
+        // Addressed to something else: not answered at all.
+        let (other, _) = request_with(&f, &f.server, &token, |r| {
+            r.data.aud = "nats-authorization-response".into()
+        });
+        let reply = f.authorizer.respond(&other, None).await;
+        assert!(reply.payload.is_empty());
+        assert_eq!(reply.outcome.class, "bad_request");
+        assert!(reply.outcome.result.unwrap_err().contains("aud"));
     }
 }

@@ -86,10 +86,10 @@ async fn a_served_callout_has_no_critical_finding() {
     assert_eq!(v["server"]["version"], "2.15.1");
 
     // A stray subscriber on the callout subject, outside the queue group.
-    let stray = async_nats::ConnectOptions::with_user_and_password("auth".into(), "authpw".into())
-        .connect(env.nats.url())
+    let stray = connect_user_pass(&env.nats.url(), "auth", "authpw")
         .await
-        .unwrap();
+        .unwrap()
+        .nats;
     let _sub = stray.subscribe("$SYS.REQ.USER.AUTH").await.unwrap();
     stray.flush().await.unwrap();
     let (code, v) = doctor(&["--monitor", &url, "--config", config.to_str().unwrap()]);

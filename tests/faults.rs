@@ -23,10 +23,10 @@ async fn next(sub: &mut async_nats::Subscriber) -> async_nats::Message {
 }
 
 async fn auth_user(url: &str) -> async_nats::Client {
-    async_nats::ConnectOptions::with_user_and_password("auth".into(), "authpw".into())
-        .connect(url)
+    connect_user_pass(url, "auth", "authpw")
         .await
         .expect("the callout account's own user connects")
+        .nats
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

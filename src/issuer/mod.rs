@@ -200,7 +200,7 @@ impl Cached {
     }
 }
 
-/// An entry lives until the token's `exp`, and never past one key refresh
+/// An entry lives until [`serve_until`], and never past one key refresh
 /// interval, so a key the IdP withdrew stops being honoured within it.
 struct CacheExpiry;
 
