@@ -9,10 +9,11 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 
 use criterion::{criterion_group, criterion_main, Criterion};
 use jsonwebtoken::Algorithm;
-use nats_oidc_callout::authorize::{now_unix, Authorizer};
-use nats_oidc_callout::config::Config;
+use nats_oidc_callout::callout::Callout;
+use nats_oidc_callout::clock::now_unix;
+use nats_oidc_callout::config::{Config, ConfigBuilder, IssuerBuilder};
 use nats_oidc_callout::issuer::{jwks, LocalKey};
-use nats_oidc_callout::policy::{Connection, Identity, Policy};
+use nats_oidc_callout::policy::{Connection, Identity, Known, Policy};
 use nats_oidc_callout::protocol::{
     decode_request, encode, open_request, seal_response, AuthorizationRequest, ClaimsData,
     NatsClaims, Sealer, AUTHORIZATION_REQUEST_AUDIENCE,
@@ -23,7 +24,7 @@ const ISS: &str = "https://bench.invalid";
 
 struct Setup {
     _dir: tempfile::TempDir,
-    authorizer: Authorizer,
+    callout: Callout,
     keys: Vec<LocalKey>,
     server: nkeys::KeyPair,
     server_xkey: nkeys::XKey,
@@ -53,17 +54,20 @@ fn setup(policy: &str, cache_size: u64) -> Setup {
     std::fs::write(d.join("issuer.nk"), account.seed().unwrap()).unwrap();
     std::fs::write(d.join("xkey.nk"), xkey.seed().unwrap()).unwrap();
     std::fs::write(d.join("policy.toml"), policy).unwrap();
-    let config = format!(
-        "[nats]\nurl = \"nats://127.0.0.1:4222\"\n[signing]\nissuer_seed_file = \"issuer.nk\"\nxkey_seed_file = \"xkey.nk\"\n\
-         [token]\ncache_size = {cache_size}\n\
-         [[issuer]]\nname = \"corp\"\nissuer = \"{ISS}\"\naudience = \"nats\"\njwks_file = \"jwks.json\"\n\
-         algorithms = [\"RS256\", \"PS256\", \"ES256\", \"EdDSA\"]\n[policy]\nfile = \"policy.toml\"\n"
-    );
+    let config = ConfigBuilder::new("nats://127.0.0.1:4222", "issuer.nk", "policy.toml")
+        .xkey_seed_file("xkey.nk")
+        .token_lines(&format!("cache_size = {cache_size}"))
+        .issuer(
+            IssuerBuilder::new("corp", ISS, &["nats"])
+                .jwks_file("jwks.json")
+                .algorithms(&["RS256", "PS256", "ES256", "EdDSA"]),
+        )
+        .build();
     let config = Config::parse(&d.join("c.toml"), &config).unwrap();
-    let authorizer = Authorizer::from_config(&config).unwrap();
+    let authorizer = Callout::from_config(&config).unwrap();
     Setup {
         _dir: dir,
-        authorizer,
+        callout: authorizer,
         keys,
         server: nkeys::KeyPair::new_server(),
         server_xkey: nkeys::XKey::new(),
@@ -123,12 +127,12 @@ fn stages(c: &mut Criterion) {
         .build()
         .unwrap();
     let s = setup(SMALL_POLICY, 1_000_000);
-    rt.block_on(s.authorizer.decider().issuers().load_all());
+    rt.block_on(s.callout.decider().issuers().load_all());
     // Cold numbers come from a service whose token cache holds nothing.
     let cold = setup(SMALL_POLICY, 0);
-    let issuers = cold.authorizer.decider().issuers();
+    let issuers = cold.callout.decider().issuers();
     // As `serve` validates: keeping only the claims the policy reads.
-    let cold_policy = cold.authorizer.decider().policy();
+    let cold_policy = cold.callout.decider().policy();
     let keep = Some(cold_policy.claims_read());
     rt.block_on(issuers.load_all());
 
@@ -171,8 +175,8 @@ fn stages(c: &mut Criterion) {
             })
         });
     }
-    let warm_issuers = s.authorizer.decider().issuers();
-    let warm_policy = s.authorizer.decider().policy();
+    let warm_issuers = s.callout.decider().issuers();
+    let warm_policy = s.callout.decider().policy();
     c.bench_function("token validation warm (cache hit)", |b| {
         b.iter(|| {
             rt.block_on(warm_issuers.validate(black_box(&token), Some(warm_policy.claims_read())))
@@ -187,7 +191,7 @@ fn stages(c: &mut Criterion) {
         claims: &claims_map,
         scopes: &scopes,
     };
-    let small = Policy::parse(Path::new("p.toml"), SMALL_POLICY, None).unwrap();
+    let small = Policy::parse(Path::new("p.toml"), SMALL_POLICY, &Known::default()).unwrap();
     c.bench_function("policy eval 1 rule", |b| {
         b.iter(|| {
             small
@@ -195,7 +199,7 @@ fn stages(c: &mut Criterion) {
                 .unwrap()
         })
     });
-    let big = Policy::parse(Path::new("p.toml"), &big_policy(500), None).unwrap();
+    let big = Policy::parse(Path::new("p.toml"), &big_policy(500), &Known::default()).unwrap();
     c.bench_function("policy eval 500 rules", |b| {
         b.iter(|| {
             big.evaluate(black_box(&who), &Connection::default())
@@ -237,30 +241,22 @@ fn stages(c: &mut Criterion) {
 
     // Whole decision, sealed request in, sealed signed response out.
     let warm_req = request(&s, &token);
-    let first = rt.block_on(s.authorizer.respond(&warm_req, Some(&server_pub)));
+    let first = rt.block_on(s.callout.respond(&warm_req, Some(&server_pub)));
     assert!(first.outcome.result.is_ok(), "{:?}", first.outcome.result);
     c.bench_function("whole decision warm", |b| {
-        b.iter(|| {
-            rt.block_on(
-                s.authorizer
-                    .respond(black_box(&warm_req), Some(&server_pub)),
-            )
-        })
+        b.iter(|| rt.block_on(s.callout.respond(black_box(&warm_req), Some(&server_pub))))
     });
     let cold_server_pub = cold.server_xkey.public_key();
     let cold_pool: Vec<Vec<u8>> = (0..2000)
         .map(|i| request(&cold, &cold.keys[0].sign(&claims(&format!("cold-{i}")))))
         .collect();
-    let check = rt.block_on(
-        cold.authorizer
-            .respond(&cold_pool[0], Some(&cold_server_pub)),
-    );
+    let check = rt.block_on(cold.callout.respond(&cold_pool[0], Some(&cold_server_pub)));
     assert!(check.outcome.result.is_ok(), "{:?}", check.outcome.result);
     let next = AtomicUsize::new(0);
     c.bench_function("whole decision cold RS256", |b| {
         b.iter(|| {
             let r = &cold_pool[next.fetch_add(1, Ordering::Relaxed) % cold_pool.len()];
-            rt.block_on(cold.authorizer.respond(r, Some(&cold_server_pub)))
+            rt.block_on(cold.callout.respond(r, Some(&cold_server_pub)))
         })
     });
 }

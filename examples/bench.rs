@@ -17,6 +17,7 @@ use std::time::{Duration, Instant};
 
 use futures::stream::{self, StreamExt};
 use jsonwebtoken::Algorithm;
+use nats_oidc_callout::config::{ConfigBuilder, IssuerBuilder};
 use nats_oidc_callout::issuer::{jwks, LocalKey};
 
 #[path = "common/tokens.rs"]
@@ -211,18 +212,22 @@ async fn main() {
     let port = free_port();
     let http_port = free_port();
     let iss = "https://bench.invalid";
-    std::fs::write(
-        d.join("callout.toml"),
-        format!(
-            "[nats]\nurl = \"nats://127.0.0.1:{port}\"\nuser = \"auth\"\npassword = \"pw\"\n\
-             [signing]\nissuer_seed_file = \"issuer.nk\"\n{service_xkey}\n\
-             [[issuer]]\nname = \"bench\"\nissuer = \"{iss}\"\naudience = \"nats\"\njwks_file = \"jwks.json\"\n\
-             algorithms = [\"RS256\", \"ES256\"]\n[policy]\nfile = \"policy.toml\"\n\
-             [http]\nlisten = \"127.0.0.1:{http_port}\"\n",
-            service_xkey = if args.xkey { "xkey_seed_file = \"xkey.nk\"" } else { "" },
-        ),
+    let mut config = ConfigBuilder::new(
+        &format!("nats://127.0.0.1:{port}"),
+        "issuer.nk",
+        "policy.toml",
     )
-    .unwrap();
+    .user_password("auth", "pw")
+    .issuer(
+        IssuerBuilder::new("bench", iss, &["nats"])
+            .jwks_file("jwks.json")
+            .algorithms(&["RS256", "ES256"]),
+    )
+    .tables(&format!("[http]\nlisten = \"127.0.0.1:{http_port}\"\n"));
+    if args.xkey {
+        config = config.xkey_seed_file("xkey.nk");
+    }
+    config.write(&d.join("callout.toml")).unwrap();
     let callout_server = start_nats(
         d,
         "callout",

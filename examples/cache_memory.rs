@@ -8,8 +8,9 @@
 //! target/release/examples/cache_memory -n 100000 --claims rich
 
 use jsonwebtoken::Algorithm;
-use nats_oidc_callout::authorize::{now_unix, Decider};
-use nats_oidc_callout::config::Config;
+use nats_oidc_callout::clock::now_unix;
+use nats_oidc_callout::config::{Config, ConfigBuilder, IssuerBuilder};
+use nats_oidc_callout::decision::Decider;
 use nats_oidc_callout::issuer::{jwks, LocalKey};
 use nats_oidc_callout::policy::Connection;
 
@@ -45,11 +46,13 @@ async fn main() {
          [[rules]]\nname = \"all\"\nscopes = [\"nats\"]\ngrant = [\"p\"]\n",
     )
     .unwrap();
-    let config = format!(
-        "[nats]\nurl = \"nats://127.0.0.1:4222\"\n[signing]\nissuer_seed_file = \"unused.nk\"\n\
-         [[issuer]]\nname = \"bench\"\nissuer = \"{ISS}\"\naudience = \"nats\"\njwks_file = \"jwks.json\"\n\
-         algorithms = [\"ES256\"]\n[policy]\nfile = \"policy.toml\"\n"
-    );
+    let config = ConfigBuilder::new("nats://127.0.0.1:4222", "unused.nk", "policy.toml")
+        .issuer(
+            IssuerBuilder::new("bench", ISS, &["nats"])
+                .jwks_file("jwks.json")
+                .algorithms(&["ES256"]),
+        )
+        .build();
     let config = Config::parse(&d.join("c.toml"), &config).unwrap();
     let decider = Decider::from_config(&config).unwrap();
     for (name, loaded) in decider.issuers().load_all().await {

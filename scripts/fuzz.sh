@@ -15,6 +15,10 @@ targets=("$@")
 if [ ${#targets[@]} -eq 0 ]; then
   mapfile -t targets < <("$fuzz" list)
 fi
+if [ ${#targets[@]} -eq 0 ]; then
+  echo "fuzz: no fuzz targets found in fuzz/ (cargo fuzz list printed none)" >&2
+  exit 1
+fi
 
 "$fuzz" build -s none
 for t in "${targets[@]}"; do
@@ -29,7 +33,13 @@ for t in "${targets[@]}"; do
     rm -f "$log"
     exit 1
   fi
-  runs="$(grep -o 'stat::number_of_executed_units: *[0-9]*' "$log" | grep -o '[0-9]*$' || echo '?')"
+  runs="$(grep -o 'stat::number_of_executed_units: *[0-9]*' "$log" | grep -o '[0-9]*$' || true)"
+  if [ -z "$runs" ] || [ "$runs" -eq 0 ]; then
+    tail -n 40 "$log" >&2
+    echo "fuzz: target $t ran no input (executions: ${runs:-none reported}); a fuzz run that tests nothing fails" >&2
+    rm -f "$log"
+    exit 1
+  fi
   echo "fuzz: $t: $runs executions in ${seconds} s, no crash"
   rm -f "$log"
 done

@@ -10,6 +10,12 @@ use std::time::Duration;
 use serde::Serialize;
 use serde_json::Value;
 
+// The service refuses requests this long past their `exp`, so a clock
+// ahead of the server's by more than that plus the server's auth timeout
+// refuses every connection.
+use crate::callout::request::REQUEST_EXPIRY_SLACK_SECS;
+use crate::protocol::AUTH_SUBJECT;
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Severity {
@@ -47,13 +53,6 @@ pub struct Inputs<'a> {
     /// This host's clock (Unix ms) when `/varz` was read.
     pub local_now_ms: Option<i64>,
 }
-
-/// The service refuses requests this long past their `exp` (see
-/// `authorize`), so a clock ahead of the server's by more than that plus
-/// the server's auth timeout refuses every connection.
-const REQUEST_EXPIRY_SLACK_SECS: f64 = 10.0;
-
-const AUTH_SUBJECT: &str = "$SYS.REQ.USER.AUTH";
 
 pub fn audit(i: &Inputs) -> Vec<Finding> {
     let v = i.varz;
@@ -153,7 +152,7 @@ pub fn audit(i: &Inputs) -> Vec<Finding> {
         }
     }
     if let Some(skew) = clock_skew_secs(v, i.local_now_ms) {
-        let limit = auth_timeout.unwrap_or(2.0) + REQUEST_EXPIRY_SLACK_SECS;
+        let limit = auth_timeout.unwrap_or(2.0) + REQUEST_EXPIRY_SLACK_SECS as f64;
         let (ahead, behind) = if skew > 0.0 {
             ("this host", "the server")
         } else {

@@ -3,7 +3,6 @@
 //! loaded, keys available for every issuer).
 
 use std::convert::Infallible;
-use std::net::SocketAddr;
 use std::sync::Arc;
 
 use http_body_util::Full;
@@ -11,35 +10,30 @@ use hyper::body::{Bytes, Incoming};
 use hyper::{Request, Response, StatusCode};
 use hyper_util::rt::TokioIo;
 
-use crate::authorize::Authorizer;
+use crate::callout::Callout;
 use crate::metrics::{Exposition, Metrics};
 
 /// What the endpoints report on.
 pub struct State {
-    pub authorizer: Arc<Authorizer>,
+    pub callout: Arc<Callout>,
     pub metrics: Arc<Metrics>,
     pub nats: async_nats::Client,
 }
 
-/// Binds now (so a bad address fails startup) and serves in the background.
-pub async fn spawn(listen: &str, state: Arc<State>) -> std::io::Result<SocketAddr> {
-    let listener = tokio::net::TcpListener::bind(listen).await?;
-    let addr = listener.local_addr()?;
-    tokio::spawn(async move {
-        loop {
-            let Ok((stream, _)) = listener.accept().await else {
-                continue;
-            };
-            let state = state.clone();
-            tokio::spawn(async move {
-                let service = hyper::service::service_fn(move |req| handle(req, state.clone()));
-                let _ = hyper::server::conn::http1::Builder::new()
-                    .serve_connection(TokioIo::new(stream), service)
-                    .await;
-            });
-        }
-    });
-    Ok(addr)
+/// Serves the endpoints on `listener` until the task is aborted.
+pub async fn serve(listener: tokio::net::TcpListener, state: Arc<State>) {
+    loop {
+        let Ok((stream, _)) = listener.accept().await else {
+            continue;
+        };
+        let state = state.clone();
+        tokio::spawn(async move {
+            let service = hyper::service::service_fn(move |req| handle(req, state.clone()));
+            let _ = hyper::server::conn::http1::Builder::new()
+                .serve_connection(TokioIo::new(stream), service)
+                .await;
+        });
+    }
 }
 
 async fn handle(
@@ -48,7 +42,7 @@ async fn handle(
 ) -> Result<Response<Full<Bytes>>, Infallible> {
     let (status, content_type, body) = match (req.method().as_str(), req.uri().path()) {
         ("GET", "/metrics") => {
-            let entries = state.authorizer.decider().issuers().cache_entries().await;
+            let entries = state.callout.decider().issuers().cache_entries().await;
             (
                 StatusCode::OK,
                 "text/plain; version=0.0.4",
@@ -90,9 +84,9 @@ fn readiness(state: &State) -> (bool, String) {
         "nats: {}\n",
         if ready { "connected" } else { "disconnected" }
     );
-    let policy = state.authorizer.decider().policy();
+    let policy = state.callout.decider().policy();
     report += &format!("policy: loaded ({} rules)\n", policy.rule_count());
-    for issuer in state.authorizer.decider().issuers().iter() {
+    for issuer in state.callout.decider().issuers().iter() {
         let keys = issuer.keys.current().map_or(0, |k| k.len());
         ready &= keys > 0;
         report += &format!("issuer {}: {keys} keys\n", issuer.config.name);
@@ -103,7 +97,7 @@ fn readiness(state: &State) -> (bool, String) {
 fn render(state: &State, cache_entries: u64) -> String {
     let mut out = Exposition::default();
     state.metrics.render_into(&mut out);
-    let issuers = state.authorizer.decider().issuers();
+    let issuers = state.callout.decider().issuers();
     let per_issuer = [
         (
             "nats_oidc_callout_jwks_fetches_total",
@@ -164,7 +158,7 @@ fn render(state: &State, cache_entries: u64) -> String {
         &[],
         cache_entries as f64,
     );
-    let (ok, failed) = state.authorizer.decider().reload_counts();
+    let (ok, failed) = state.callout.decider().reload_counts();
     out.header(
         "nats_oidc_callout_policy_reloads_total",
         "counter",

@@ -12,10 +12,12 @@ const BUCKETS: [f64; 12] = [
     0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.5, 1.5,
 ];
 
+use crate::reason::{ReasonClass, ALLOWED};
+
 #[derive(Default)]
 pub struct Metrics {
-    /// (result, reason class, issuer) → count.
-    decisions: Mutex<BTreeMap<(&'static str, &'static str, String), u64>>,
+    /// (denial class or `None` for allowed, issuer) → count.
+    decisions: Mutex<BTreeMap<(Option<ReasonClass>, String), u64>>,
     latency_buckets: [AtomicU64; BUCKETS.len()],
     latency_count: AtomicU64,
     latency_sum_nanos: AtomicU64,
@@ -23,18 +25,13 @@ pub struct Metrics {
 }
 
 impl Metrics {
-    pub fn record_decision(
-        &self,
-        result: &'static str,
-        class: &'static str,
-        issuer: &str,
-        took: Duration,
-    ) {
+    /// Counts one decision: `denied` is its class, `None` when allowed.
+    pub fn record_decision(&self, denied: Option<ReasonClass>, issuer: &str, took: Duration) {
         *self
             .decisions
             .lock()
             .expect("metrics lock")
-            .entry((result, class, issuer.to_owned()))
+            .entry((denied, issuer.to_owned()))
             .or_default() += 1;
         let secs = took.as_secs_f64();
         for (i, bound) in BUCKETS.iter().enumerate() {
@@ -64,7 +61,11 @@ impl Metrics {
             "counter",
             "Authorization decisions by result, reason class and issuer.",
         );
-        for ((result, class, issuer), n) in self.decisions.lock().expect("metrics lock").iter() {
+        for ((denied, issuer), n) in self.decisions.lock().expect("metrics lock").iter() {
+            let (result, class) = match denied {
+                None => ("allow", ALLOWED),
+                Some(c) => ("deny", c.as_str()),
+            };
             out.sample(
                 "nats_oidc_callout_decisions_total",
                 &[
@@ -146,9 +147,10 @@ mod tests {
     #[test]
     fn renders_counters_and_histogram() {
         let m = Metrics::default();
-        m.record_decision("allow", "ok", "corp", Duration::from_micros(300));
-        m.record_decision("deny", "token_expired", "corp", Duration::from_millis(20));
-        m.record_decision("deny", "token_expired", "corp", Duration::from_millis(20));
+        let expired = Some(ReasonClass::TokenExpired);
+        m.record_decision(None, "corp", Duration::from_micros(300));
+        m.record_decision(expired, "corp", Duration::from_millis(20));
+        m.record_decision(expired, "corp", Duration::from_millis(20));
         let mut out = Exposition::default();
         m.render_into(&mut out);
         let text = out.0;

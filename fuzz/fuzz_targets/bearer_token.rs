@@ -10,13 +10,13 @@ use std::sync::OnceLock;
 
 use libfuzzer_sys::fuzz_target;
 use nats_oidc_callout::issuer::VerifiedToken;
-use nats_oidc_callout::policy::{Connection, Identity, Policy};
+use nats_oidc_callout::policy::{Connection, Identity, Known, Policy};
 use nats_oidc_callout_fuzz::{now, split, world, AUDIENCE, ISSUER, POLICY};
 use serde_json::Value;
 
 fn policy() -> &'static Policy {
     static POLICY_: OnceLock<Policy> = OnceLock::new();
-    POLICY_.get_or_init(|| Policy::parse(Path::new("policy.toml"), POLICY, None).expect("policy"))
+    POLICY_.get_or_init(|| Policy::parse(Path::new("policy.toml"), POLICY, &Known::default()).expect("policy"))
 }
 
 fn decide(t: &VerifiedToken) -> String {

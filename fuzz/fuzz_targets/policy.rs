@@ -6,7 +6,9 @@
 use std::path::Path;
 
 use libfuzzer_sys::fuzz_target;
-use nats_oidc_callout::policy::{scopes, validate_subject, Connection, Identity, Policy};
+use nats_oidc_callout::claims::scopes;
+use nats_oidc_callout::policy::{Connection, Identity, Known, Policy};
+use nats_oidc_callout::subject::validate_subject;
 use nats_oidc_callout::protocol::Permission;
 use nats_oidc_callout_fuzz::split;
 use serde_json::Value;
@@ -28,7 +30,7 @@ fuzz_target!(|data: &[u8]| {
     else {
         return;
     };
-    let Ok(policy) = Policy::parse(Path::new("fuzz.toml"), policy, None) else {
+    let Ok(policy) = Policy::parse(Path::new("fuzz.toml"), policy, &Known::default()) else {
         return;
     };
     let Ok(Value::Object(claims)) = serde_json::from_slice::<Value>(claims) else {

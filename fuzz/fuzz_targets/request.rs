@@ -4,6 +4,7 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
+use nats_oidc_callout::protocol::{decode, AuthorizationResponse, User};
 use nats_oidc_callout_fuzz::world;
 
 fuzz_target!(|data: &[u8]| {
@@ -30,5 +31,21 @@ fuzz_target!(|data: &[u8]| {
             "granted without a token our issuer signed"
         );
         assert!(!reply.payload.is_empty(), "a grant must carry a response");
+        // The grant is addressed to the server that asked, for the user key
+        // it asked about, and so is the user inside it.
+        let jwt = if form % 3 == 2 {
+            w.opened_by_server(&reply.payload)
+        } else {
+            reply.payload.clone()
+        };
+        let jwt = String::from_utf8(jwt).expect("a response is text");
+        let resp = decode::<AuthorizationResponse>(&jwt, nkeys::KeyPairType::Account)
+            .expect("the response decodes and verifies");
+        assert_eq!(resp.data.aud, w.server.public_key(), "response for another server");
+        assert!(!reply.client.user_nkey.is_empty());
+        assert_eq!(resp.data.sub, reply.client.user_nkey, "response for another user");
+        let user = decode::<User>(resp.nats.jwt.as_deref().expect("a grant holds a user"), nkeys::KeyPairType::Account)
+            .expect("the user JWT decodes and verifies");
+        assert_eq!(user.data.sub, reply.client.user_nkey, "user JWT for another key");
     }
 });

@@ -4,7 +4,8 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use nats_oidc_callout::policy::{validate_subject, SubjectTemplate};
+use nats_oidc_callout::policy::SubjectTemplate;
+use nats_oidc_callout::subject::validate_subject;
 use nats_oidc_callout_fuzz::split;
 use serde_json::{Map, Value};
 

@@ -16,8 +16,8 @@ use std::sync::OnceLock;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
 use jsonwebtoken::Algorithm;
-use nats_oidc_callout::authorize::Authorizer;
-use nats_oidc_callout::config::Config;
+use nats_oidc_callout::callout::Callout;
+use nats_oidc_callout::config::{Config, ConfigBuilder, IssuerBuilder};
 use nats_oidc_callout::issuer::{jwks, Issuers, LocalKey};
 use nkeys::{KeyPair, XKey};
 use serde_json::json;
@@ -56,8 +56,8 @@ pub struct World {
     /// RS256, ES256 and EdDSA, all in the issuer's JWKS.
     pub keys: Vec<LocalKey>,
     pub issuers: Issuers,
-    pub plain: Authorizer,
-    pub sealed: Authorizer,
+    pub plain: Callout,
+    pub sealed: Callout,
     pub server: KeyPair,
     pub server_xkey: XKey,
     pub service_xkey: XKey,
@@ -85,25 +85,26 @@ fn build() -> World {
     let service_xkey = XKey::new();
     write(d, "xkey.nk", &service_xkey.seed().expect("seed"));
     write(d, "policy.toml", POLICY);
-    let config = |xkey: &str| {
-        let text = format!(
-            "[nats]\nurl = \"nats://127.0.0.1:4222\"\n\
-             [signing]\nissuer_seed_file = \"issuer.nk\"\n{xkey}\
-             [token]\nsources = [\"auth_token\", \"password\"]\n\
-             [[issuer]]\nname = \"i\"\nissuer = \"{ISSUER}\"\naudience = \"{AUDIENCE}\"\n\
-             jwks_file = \"jwks.json\"\nalgorithms = [\"RS256\", \"ES256\", \"EdDSA\"]\n\
-             [policy]\nfile = \"policy.toml\"\n"
-        );
-        Config::parse(&d.join("callout.toml"), &text).expect("fuzz config")
+    let config = |xkey: bool| {
+        let mut b = ConfigBuilder::new("nats://127.0.0.1:4222", "issuer.nk", "policy.toml")
+            .token_lines("sources = [\"auth_token\", \"password\"]")
+            .issuer(
+                IssuerBuilder::new("i", ISSUER, &[AUDIENCE])
+                    .jwks_file("jwks.json")
+                    .algorithms(&["RS256", "ES256", "EdDSA"]),
+            );
+        if xkey {
+            b = b.xkey_seed_file("xkey.nk");
+        }
+        Config::parse(&d.join("callout.toml"), &b.build()).expect("fuzz config")
     };
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .expect("runtime");
-    let plain = Authorizer::from_config(&config("")).expect("authorizer");
-    let sealed = Authorizer::from_config(&config("xkey_seed_file = \"xkey.nk\"\n"))
-        .expect("authorizer with xkey");
-    let issuers = Issuers::new(&config("")).expect("issuers");
+    let plain = Callout::from_config(&config(false)).expect("callout");
+    let sealed = Callout::from_config(&config(true)).expect("callout with xkey");
+    let issuers = Issuers::new(&config(false)).expect("issuers");
     rt.block_on(async {
         for a in [&plain, &sealed] {
             a.decider().issuers().load_all().await;
@@ -163,6 +164,12 @@ impl World {
         let signed = format!("{head}.{}", URL_SAFE_NO_PAD.encode(payload));
         let sig = self.server.sign(signed.as_bytes()).expect("sign");
         format!("{signed}.{}", URL_SAFE_NO_PAD.encode(sig))
+    }
+
+    /// Opens a response the service sealed for the server.
+    pub fn opened_by_server(&self, payload: &[u8]) -> Vec<u8> {
+        let from = XKey::from_public_key(&self.service_xkey.public_key()).expect("xkey");
+        self.server_xkey.open(payload, &from).expect("a sealed response opens")
     }
 
     /// Seals `jwt` as the server does for a service with an xkey.

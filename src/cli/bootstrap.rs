@@ -10,7 +10,7 @@ use rand::Rng;
 use serde_json::{Map, Value};
 
 use super::keygen::{write_new, write_secret};
-use crate::authorize::now_unix;
+use crate::clock::now_unix;
 use crate::config::{Config, KeySourceKind};
 use crate::issuer::{jwks, LocalKey};
 use crate::protocol::{
@@ -161,11 +161,13 @@ fn write_setup(args: &BootstrapArgs) -> Result<String, String> {
 
     let policy = format!(
         "# Starter policy written by nats-oidc-callout bootstrap.\n\
-         # Tokens with the scope \"nats\" may use subjects under app.<their sub>.\n\
+         # Tokens with the scope \"nats\" may use subjects under app.<their sub>,\n\
+         # and get replies on their own inbox prefix _INBOX.<their sub> (set the\n\
+         # client's custom inbox prefix to it; never grant _INBOX.>).\n\
          [defaults]\naccount = \"{account}\"\nttl = \"15m\"\n\n\
          [permissions.own-namespace]\n\
          pub = {{ allow = [\"app.{{claim.sub}}.>\"] }}\n\
-         sub = {{ allow = [\"app.{{claim.sub}}.>\", \"_INBOX.>\"] }}\n\n\
+         sub = {{ allow = [\"app.{{claim.sub}}.>\", \"_INBOX.{{claim.sub}}.>\"] }}\n\n\
          [[rules]]\nname = \"nats-users\"\nissuer = \"{rule_issuer}\"\nscopes = [\"nats\"]\ngrant = [\"own-namespace\"]\n",
         account = args.accounts[0],
     );

@@ -8,8 +8,11 @@ use std::process::ExitCode;
 use clap::Args;
 use serde_json::{json, Map, Value};
 
-use crate::authorize::{now_unix, Decider, Outcome};
+use crate::clock::now_unix;
+use crate::decision::{Decider, Outcome};
+use crate::issuer::trim_token;
 use crate::policy::{permissions_json, Connection};
+use crate::reason::ALLOWED;
 
 #[derive(Args, Debug)]
 #[command(group = clap::ArgGroup::new("input").required(true))]
@@ -99,7 +102,7 @@ fn read_token(arg: &str) -> Result<String, String> {
     } else {
         arg.to_owned()
     };
-    let token = raw.trim();
+    let token = trim_token(&raw);
     if token.is_empty() {
         return Err("the token is empty".into());
     }
@@ -123,10 +126,15 @@ pub fn decision_json(o: &Outcome) -> Value {
     v
 }
 
+/// Named as in the audit event (`decision`, `reason`, `reason_class`); the
+/// contract's `allowed` and `error` stay.
 fn outcome_json(o: &Outcome) -> Value {
     match &o.result {
         Ok(a) => json!({
             "allowed": true,
+            "decision": "allow",
+            "reason": null,
+            "reason_class": ALLOWED,
             "issuer": o.issuer,
             "subject": o.subject,
             "account": a.grant.account,
@@ -137,13 +145,16 @@ fn outcome_json(o: &Outcome) -> Value {
         }),
         Err(reason) => json!({
             "allowed": false,
+            "decision": "deny",
+            "reason": reason.to_string(),
+            "reason_class": reason.class().as_str(),
             "issuer": o.issuer,
             "subject": o.subject,
             "account": null,
             "rules": [],
             "permissions": null,
             "expires_at": null,
-            "error": reason,
+            "error": reason.to_string(),
         }),
     }
 }

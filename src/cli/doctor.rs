@@ -71,7 +71,7 @@ pub fn run(args: DoctorArgs) -> ExitCode {
         connz: connz.as_ref(),
         anonymous_accepted: anonymous,
         expected_account: config.as_ref().map(|c| c.nats.account.as_str()),
-        request_timeout: config.as_ref().map(|c| c.nats.request_timeout.into()),
+        request_timeout: config.as_ref().map(|c| c.nats.request_timeout),
         local_now_ms: Some(local_now_ms),
     });
     let critical = findings.iter().any(|f| f.severity == Severity::Critical);

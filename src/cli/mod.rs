@@ -14,8 +14,10 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand, ValueEnum};
 
-use crate::authorize::{read_secret, Authorizer};
 use crate::config::Config;
+use crate::decision::Decider;
+use crate::secret::{read_secret, SecretError};
+use crate::signing::{KeyError, Signers};
 
 #[derive(Parser, Debug)]
 #[command(
@@ -137,31 +139,79 @@ fn serve(path: &Path) -> ExitCode {
         Ok(c) => c,
         Err(code) => return code,
     };
-    match runtime().block_on(crate::service::run(config)) {
+    let result = runtime().block_on(async {
+        let (shutdown, reload) = match signals() {
+            Ok(s) => s,
+            Err(e) => return Err(format!("cannot install signal handlers: {e}")),
+        };
+        crate::service::run(config, shutdown, reload)
+            .wait()
+            .await
+            .map_err(|e| e.to_string())
+    });
+    match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => bad(e),
     }
 }
 
+/// SIGTERM or SIGINT stops the service; SIGHUP reloads the policy.
+fn signals() -> std::io::Result<(
+    impl std::future::Future<Output = ()>,
+    tokio::sync::mpsc::Receiver<()>,
+)> {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut term = signal(SignalKind::terminate())?;
+    let mut int = signal(SignalKind::interrupt())?;
+    let mut hup = signal(SignalKind::hangup())?;
+    let (tx, rx) = tokio::sync::mpsc::channel(1);
+    tokio::spawn(async move {
+        while hup.recv().await.is_some() {
+            tracing::info!("SIGHUP: reloading the policy");
+            // A reload already queued covers this one too.
+            let _ = tx.try_send(());
+        }
+    });
+    let shutdown = async move {
+        tokio::select! {
+            _ = term.recv() => tracing::info!("SIGTERM"),
+            _ = int.recv() => tracing::info!("SIGINT"),
+        }
+    };
+    Ok((shutdown, rx))
+}
+
+/// Checks config, policy and keys without connecting anywhere. A signing
+/// seed file that does not exist here is only a warning: the config may be
+/// validated away from the secrets it will be served with.
 fn validate(path: &Path) -> ExitCode {
     let config = match load_config(path) {
         Ok(c) => c,
         Err(code) => return code,
     };
-    match Authorizer::from_config(&config) {
-        Ok(a) => {
-            for w in a.decider().policy().warnings() {
-                eprintln!("warning: {w}");
-            }
-            println!(
-                "ok: {} issuer(s), {} rule(s)",
-                a.decider().issuers().names().len(),
-                a.decider().policy().rule_count()
+    let decider = match Decider::from_config(&config) {
+        Ok(d) => d,
+        Err(e) => return bad(e),
+    };
+    match Signers::from_config(&config) {
+        Ok(_) => {}
+        Err(KeyError::Secret(SecretError::Read { path, reason })) if !path.exists() => {
+            eprintln!(
+                "warning: signing key {} not found ({reason}); `serve` needs it",
+                path.display()
             );
-            ExitCode::SUCCESS
         }
-        Err(e) => bad(e),
+        Err(e) => return bad(e),
     }
+    for w in decider.policy().warnings() {
+        eprintln!("warning: {w}");
+    }
+    println!(
+        "ok: {} issuer(s), {} rule(s)",
+        decider.issuers().names().len(),
+        decider.policy().rule_count()
+    );
+    ExitCode::SUCCESS
 }
 
 fn server_config(path: &Path) -> ExitCode {

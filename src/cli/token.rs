@@ -10,8 +10,8 @@ use openidconnect::{
     ClientId, ClientSecret, IssuerUrl, OAuth2TokenResponse, RequestTokenError, Scope,
 };
 
-use crate::authorize::read_secret;
 use crate::issuer::check_url;
+use crate::secret::read_secret;
 
 #[derive(Args, Debug)]
 pub struct TokenArgs {

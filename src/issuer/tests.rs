@@ -4,8 +4,10 @@ use jsonwebtoken::{Algorithm, Header};
 use serde_json::{json, Value};
 
 use super::*;
-use crate::authorize::now_unix;
-use crate::config::Config;
+use crate::clock::now_unix;
+use crate::config::{Config, ConfigBuilder, IssuerBuilder};
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use base64::Engine;
 
 const ISS: &str = "https://idp.test/realms/corp";
 
@@ -21,29 +23,16 @@ fn fixture(extra_keys: &[&LocalKey], issuer_extra: &str) -> Fixture {
     let mut keys = vec![&rsa];
     keys.extend_from_slice(extra_keys);
     std::fs::write(dir.path().join("jwks.json"), jwks(&keys).to_string()).unwrap();
-    let algorithms = if issuer_extra.contains("algorithms") {
-        ""
-    } else {
-        "algorithms = [\"RS256\", \"ES256\"]"
-    };
-    let cfg = format!(
-        r#"
-[nats]
-url = "nats://127.0.0.1:4222"
-[signing]
-issuer_seed_file = "issuer.nk"
-[[issuer]]
-name = "corp"
-issuer = "{ISS}"
-audience = ["nats", "other"]
-jwks_file = "jwks.json"
-{algorithms}
-leeway = "5s"
-{issuer_extra}
-[policy]
-file = "policy.toml"
-"#
-    );
+    let mut issuer = IssuerBuilder::new("corp", ISS, &["nats", "other"])
+        .jwks_file("jwks.json")
+        .set("leeway", "\"5s\"")
+        .lines(issuer_extra);
+    if !issuer_extra.contains("algorithms") {
+        issuer = issuer.algorithms(&["RS256", "ES256"]);
+    }
+    let cfg = ConfigBuilder::new("nats://127.0.0.1:4222", "issuer.nk", "policy.toml")
+        .issuer(issuer)
+        .build();
     let config = Config::parse(&dir.path().join("c.toml"), &cfg).unwrap();
     let issuers = Issuers::new(&config).unwrap();
     Fixture {
@@ -245,21 +234,91 @@ async fn scp_array_scopes() {
 }
 
 #[tokio::test]
-async fn identical_tokens_are_verified_once_until_they_expire() {
+async fn identical_tokens_are_verified_once() {
     let f = fixture(&[], "");
     f.issuers.load_all().await;
-    let token = f.rsa.sign(&with(claims(), "exp", json!(now_unix() + 1)));
+    let token = f.rsa.sign(&claims());
     let issuers = &f.issuers;
     let all = futures::future::join_all((0..50).map(|_| issuers.validate(&token, None))).await;
     assert!(all.iter().all(Result::is_ok));
     assert_eq!(issuers.signature_checks(), 1, "single flight + cache");
     assert!(issuers.validate(&token, None).await.is_ok());
     assert_eq!(issuers.signature_checks(), 1);
+}
 
-    // Past its exp the entry is not served; within leeway it verifies again.
-    tokio::time::sleep(std::time::Duration::from_millis(2100)).await;
-    assert!(issuers.validate(&token, None).await.is_ok());
-    assert_eq!(issuers.signature_checks(), 2);
+/// An entry is served until its token's `exp`, not a second longer (judged
+/// on the clock handed in, so no test waits for time to pass).
+#[tokio::test]
+async fn a_cached_entry_ends_at_its_tokens_exp() {
+    let f = fixture(&[], "");
+    f.issuers.load_all().await;
+    let issuer = f.issuers.by_iss(ISS).unwrap().clone();
+    let exp = now_unix() + 100;
+    let c = with(claims(), "exp", json!(exp));
+    let key = issuer.keys.current().unwrap();
+    let fp = key
+        .select(Some(&f.rsa.kid), Algorithm::RS256)
+        .unwrap()
+        .fingerprint;
+    let entry = cache::Cached::new(issuer, c.as_object().unwrap().clone(), None, fp);
+    assert_eq!(entry.servable(exp - 1), Ok(true));
+    assert_eq!(entry.servable(exp), Ok(false));
+}
+
+/// A key the IdP removes from its JWKS ends, at that refresh, every cached
+/// token it verified: they are checked again, and refused.
+#[tokio::test]
+async fn a_withdrawn_key_ends_its_cached_tokens_at_the_refresh() {
+    let other = LocalKey::generate(Algorithm::ES256).unwrap();
+    let f = fixture(&[&other], "");
+    f.issuers.load_all().await;
+    let token = f.rsa.sign(&claims());
+    f.issuers.validate(&token, None).await.unwrap();
+    f.issuers.validate(&token, None).await.unwrap();
+    assert_eq!(f.issuers.signature_checks(), 1, "the second was a hit");
+    // The IdP withdraws the RSA key; the next refresh sees it gone.
+    std::fs::write(f._dir.path().join("jwks.json"), jwks(&[&other]).to_string()).unwrap();
+    let issuer = f.issuers.by_iss(ISS).unwrap();
+    issuer.keys.refresh().await.unwrap();
+    let err = f.issuers.validate(&token, None).await.unwrap_err();
+    assert!(matches!(err, TokenError::UnknownKid { .. }), "{err:?}");
+    // Tokens of the key still published keep their entries.
+    let kept = other.sign(&claims());
+    f.issuers.validate(&kept, None).await.unwrap();
+    issuer.keys.refresh().await.unwrap();
+    let checks = f.issuers.signature_checks();
+    f.issuers.validate(&kept, None).await.unwrap();
+    assert_eq!(
+        f.issuers.signature_checks(),
+        checks,
+        "served from the cache"
+    );
+}
+
+/// `serve` and `check` accept the same strings: ASCII whitespace around a
+/// token is dropped, anything else is part of it.
+#[tokio::test]
+async fn whitespace_around_a_token_is_trimmed_and_nothing_else() {
+    let f = fixture(&[], "");
+    let token = f.rsa.sign(&claims());
+    for padded in [
+        format!(" {token}\n"),
+        format!("\t{token}\r\n"),
+        token.clone(),
+    ] {
+        assert!(check(&f, &padded).await.is_ok(), "{padded:?}");
+    }
+    for odd in [format!("\u{a0}{token}"), format!("{token}\u{2003}")] {
+        assert!(
+            matches!(check(&f, &odd).await, Err(TokenError::Malformed(_))),
+            "{odd:?}"
+        );
+    }
+    let (head, tail) = token.split_at(20);
+    let inner = format!("{head} {tail}");
+    assert!(check(&f, &inner).await.is_err());
+    assert_eq!(check(&f, " \n\t").await.unwrap_err(), TokenError::Missing);
+    assert_eq!(trim_token("\n x \n"), "x");
 }
 
 #[tokio::test]
@@ -338,15 +397,43 @@ async fn a_cached_token_is_not_served_past_its_max_age() {
 }
 
 #[tokio::test]
-async fn stale_keys_stop_being_used() {
-    let f = fixture(&[], "jwks_max_stale = \"1s\"");
-    let token = f.rsa.sign(&claims());
+async fn stale_keys_stop_being_used_for_fresh_checks_and_cache_hits() {
+    let f = fixture(&[], "jwks_max_stale = \"1s\"\njwks_refresh = \"1h\"");
+    let cached = f.rsa.sign(&claims());
     f.issuers.load_all().await;
-    tokio::time::sleep(std::time::Duration::from_millis(1200)).await;
-    assert!(matches!(
-        f.issuers.validate(&token, None).await.unwrap_err(),
-        TokenError::StaleKeys { .. }
-    ));
+    f.issuers.validate(&cached, None).await.unwrap();
+    let fresh = f.rsa.sign(&with(claims(), "sub", json!("other")));
+    let stale = |r: Result<_, TokenError>| matches!(r, Err(TokenError::StaleKeys { .. }));
+    // Wait (bounded) until the keys are older than jwks_max_stale.
+    let issuer = f.issuers.by_iss(ISS).unwrap();
+    for _ in 0..100 {
+        if issuer.keys.current().unwrap().fetched_at.elapsed() > std::time::Duration::from_secs(1) {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    assert!(stale(f.issuers.validate(&fresh, None).await));
+    assert!(
+        stale(f.issuers.validate(&cached, None).await),
+        "a cache hit is bounded too"
+    );
+}
+
+/// A claim the token answers two ways is still ambiguous after the cache
+/// cut the claims down, on the miss and on the hit.
+#[tokio::test]
+async fn an_ambiguous_claim_survives_the_cache() {
+    let f = fixture(&[], "");
+    f.issuers.load_all().await;
+    let c = with(claims(), "realm_access.roles", json!(["admin"]));
+    let c = with(c, "realm_access", json!({"roles": ["user"], "other": 1}));
+    let token = f.rsa.sign(&c);
+    let keep: Arc<[String]> = vec!["realm_access.roles".to_owned()].into();
+    for _ in 0..2 {
+        let v = f.issuers.validate(&token, Some(&keep)).await.unwrap();
+        assert!(crate::claims::lookup(&v.claims, "realm_access.roles").is_err());
+    }
+    assert_eq!(f.issuers.cache_hits(), 1);
 }
 
 /// Every supported algorithm verifies with a key of its own kind, and each
@@ -401,7 +488,7 @@ async fn cached_tokens_keep_only_the_claims_a_policy_reads() {
     for _ in 0..2 {
         let v = f.issuers.validate(&token, Some(&keep)).await.unwrap();
         assert_eq!(
-            crate::policy::lookup(&v.claims, "realm_access.roles"),
+            crate::claims::lookup(&v.claims, "realm_access.roles").unwrap(),
             Some(&json!(["admin"]))
         );
         assert_eq!(v.claims.get("email"), None, "not read by the policy");

@@ -4,9 +4,9 @@
 //! be made without a token happens there, with file positions. Evaluation
 //! ([`Policy::evaluate`]) is a pure function of claims and connection facts.
 
-mod claims;
+mod compile;
 mod file;
-mod subject;
+mod template;
 
 use std::collections::HashMap;
 use std::net::IpAddr;
@@ -17,11 +17,14 @@ use std::time::Duration;
 use ipnet::IpNet;
 use serde_json::{Map, Value};
 
-pub use claims::{glob_match, lookup, scopes, value_matches};
-pub use subject::{is_plain_token, validate_subject, InterpolationError, SubjectTemplate};
+pub use template::{InterpolationError, SubjectTemplate};
+
+use crate::claims::{lookup, value_matches, Ambiguous};
+use crate::subject::{subject_within, validate_subject};
 
 use crate::location::LocatedError;
 use crate::protocol::{Permission, ResponsePermission};
+use crate::reason::ReasonClass;
 
 /// Connection types a rule may be limited to (`client_info.type`, or
 /// `leafnode` for leaf connections).
@@ -84,6 +87,19 @@ struct ScopeMapping {
     ceiling: String,
 }
 
+/// What the service config tells the policy compiler; `Default` knows
+/// nothing (a policy checked on its own).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Known<'a> {
+    /// Issuer names; a rule naming another is an error.
+    pub issuers: Option<&'a [String]>,
+    /// Operator mode's `[[account]]` names; a grant into another account
+    /// could never be signed, so it is an error.
+    pub accounts: Option<&'a [String]>,
+    /// The callout and system accounts: putting users there is a warning.
+    pub privileged_accounts: &'a [String],
+}
+
 /// A compiled policy.
 #[derive(Debug, Clone)]
 pub struct Policy {
@@ -142,36 +158,39 @@ pub enum Denial {
     },
     #[error("{0}")]
     Interpolation(#[from] InterpolationError),
+    #[error(transparent)]
+    Ambiguous(#[from] Ambiguous),
 }
 
 impl Denial {
     /// A stable label for metrics.
-    pub fn class(&self) -> &'static str {
+    pub fn class(&self) -> ReasonClass {
         match self {
-            Denial::NoRule => "no_rule",
-            Denial::AccountConflict { .. } => "account_conflict",
-            Denial::Interpolation(_) => "claim_not_a_token",
+            Denial::NoRule => ReasonClass::NoRule,
+            Denial::AccountConflict { .. } => ReasonClass::AccountConflict,
+            Denial::Interpolation(InterpolationError::Ambiguous(_)) | Denial::Ambiguous(_) => {
+                ReasonClass::ClaimAmbiguous
+            }
+            Denial::Interpolation(InterpolationError::ReservedFirstToken(_)) => {
+                ReasonClass::ClaimReservedSubject
+            }
+            Denial::Interpolation(_) => ReasonClass::ClaimNotAToken,
         }
     }
 }
 
 impl Policy {
-    /// Loads and compiles a policy. `issuers`, when given, are the issuer
-    /// names the config defines; rules naming others are errors.
-    pub fn load(path: &Path, issuers: Option<&[String]>) -> Result<Self, PolicyError> {
+    /// Loads and compiles a policy against what the service config defines.
+    pub fn load(path: &Path, known: &Known) -> Result<Self, PolicyError> {
         let source = std::fs::read_to_string(path).map_err(|source| PolicyError::Read {
             path: path.to_path_buf(),
             source,
         })?;
-        Self::parse(path, &source, issuers)
+        Self::parse(path, &source, known)
     }
 
-    pub fn parse(
-        path: &Path,
-        source: &str,
-        issuers: Option<&[String]>,
-    ) -> Result<Self, PolicyError> {
-        file::compile(path, source, issuers).map_err(PolicyError::Invalid)
+    pub fn parse(path: &Path, source: &str, known: &Known) -> Result<Self, PolicyError> {
+        compile::compile(path, source, known).map_err(PolicyError::Invalid)
     }
 
     pub fn warnings(&self) -> &[String] {
@@ -229,11 +248,13 @@ impl Policy {
                 t.rules.push(RuleTrace {
                     rule: rule.name.clone(),
                     matched: verdict.is_ok(),
-                    reason: verdict.as_ref().err().cloned(),
+                    reason: verdict.as_ref().err().map(ToString::to_string),
                 });
             }
-            if verdict.is_ok() {
-                matched.push(rule);
+            match verdict {
+                Ok(()) => matched.push(rule),
+                Err(Miss::Ambiguous(a)) => return Err(Denial::Ambiguous(a)),
+                Err(Miss::No(_)) => {}
             }
         }
         let Some(first) = matched.first() else {
@@ -444,23 +465,6 @@ impl Collector<'_> {
     }
 }
 
-/// Whether every subject matching `inner` also matches `outer`.
-pub fn subject_within(inner: &str, outer: &str) -> bool {
-    let a: Vec<&str> = inner.split('.').collect();
-    for (i, b) in outer.split('.').enumerate() {
-        if b == ">" {
-            return a.len() > i;
-        }
-        match a.get(i) {
-            Some(&">") | None => return false,
-            Some(&"*") if b != "*" => return false,
-            Some(t) if b != "*" && *t != b => return false,
-            Some(_) => {}
-        }
-    }
-    a.len() == outer.split('.').count()
-}
-
 /// nats-server reads a direction with no allow list as unrestricted, so a
 /// grant of nothing is written as an explicit deny of everything.
 fn close_empty(p: &mut Permission) {
@@ -469,20 +473,43 @@ fn close_empty(p: &mut Permission) {
     }
 }
 
+/// Why a rule does not match: the first condition it fails, or a claim it
+/// reads that the token answers two ways (which denies the whole decision).
+#[derive(Debug)]
+enum Miss {
+    No(String),
+    Ambiguous(Ambiguous),
+}
+
+impl std::fmt::Display for Miss {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Miss::No(reason) => f.write_str(reason),
+            Miss::Ambiguous(a) => a.fmt(f),
+        }
+    }
+}
+
+impl From<String> for Miss {
+    fn from(reason: String) -> Self {
+        Miss::No(reason)
+    }
+}
+
 impl Rule {
     /// `Ok` when the rule matches, else the first reason it does not.
-    fn check(&self, who: &Identity, conn: &Connection) -> Result<(), String> {
+    fn check(&self, who: &Identity, conn: &Connection) -> Result<(), Miss> {
         if let Some(i) = self.issuer.as_deref().filter(|i| *i != who.issuer) {
-            return Err(format!("issuer is {:?}, rule wants {i:?}", who.issuer));
+            return Err(format!("issuer is {:?}, rule wants {i:?}", who.issuer).into());
         }
         if let Some(s) = self.scopes.iter().find(|s| !who.scopes.contains(s)) {
-            return Err(format!("scope {s:?} not granted"));
+            return Err(format!("scope {s:?} not granted").into());
         }
         for (name, patterns) in &self.claims {
-            match lookup(who.claims, name) {
-                None => return Err(format!("claim {name:?} is missing")),
+            match lookup(who.claims, name).map_err(Miss::Ambiguous)? {
+                None => return Err(format!("claim {name:?} is missing").into()),
                 Some(v) if !patterns.iter().any(|p| value_matches(v, p)) => {
-                    return Err(format!("claim {name:?} does not match {patterns:?}"))
+                    return Err(format!("claim {name:?} does not match {patterns:?}").into())
                 }
                 Some(_) => {}
             }
@@ -491,22 +518,19 @@ impl Rule {
             match conn.conn_type {
                 Some(t) if self.connection_types.iter().any(|c| c == t) => {}
                 Some(t) => {
-                    return Err(format!(
-                        "connection type {t:?} not in {:?}",
-                        self.connection_types
-                    ))
+                    return Err(
+                        format!("connection type {t:?} not in {:?}", self.connection_types).into(),
+                    )
                 }
-                None => return Err("connection type unknown".into()),
+                None => return Err(Miss::No("connection type unknown".into())),
             }
         }
         if !self.source_cidrs.is_empty() {
             let Some(ip) = conn.host.and_then(|h| h.parse::<IpAddr>().ok()) else {
-                return Err("client address unknown".into());
+                return Err(Miss::No("client address unknown".into()));
             };
             if !self.source_cidrs.iter().any(|n| n.contains(&ip)) {
-                return Err(format!(
-                    "client address {ip} not in the rule's source_cidrs"
-                ));
+                return Err(format!("client address {ip} not in the rule's source_cidrs").into());
             }
         }
         Ok(())

@@ -3,6 +3,8 @@ use std::path::Path;
 use serde_json::json;
 
 use super::*;
+use crate::reason::ReasonClass;
+use crate::subject::subject_within;
 
 const SPEC_POLICY: &str = r#"
 [defaults]
@@ -36,7 +38,7 @@ ttl = "5m"
 "#;
 
 fn policy(src: &str) -> Policy {
-    Policy::parse(Path::new("p.toml"), src, None).unwrap()
+    Policy::parse(Path::new("p.toml"), src, &Known::default()).unwrap()
 }
 
 fn eval(
@@ -148,7 +150,7 @@ account = "B"
 fn an_unconditional_rule_with_another_account_is_a_load_error() {
     let src = "[permissions.a]\nsub = { allow = [\"a\"] }\n[[rules]]\nname = \"all\"\ngrant = [\"a\"]\naccount = \"A\"\n\
                [[rules]]\nname = \"ci\"\nscopes = [\"ci\"]\ngrant = [\"a\"]\naccount = \"B\"\n";
-    let err = Policy::parse(Path::new("p.toml"), src, None)
+    let err = Policy::parse(Path::new("p.toml"), src, &Known::default())
         .unwrap_err()
         .to_string();
     assert!(
@@ -160,7 +162,7 @@ fn an_unconditional_rule_with_another_account_is_a_load_error() {
 #[test]
 fn templates_of_claims_that_never_fit_are_load_errors() {
     let src = "[defaults]\naccount = \"A\"\n[permissions.a]\nsub = { allow = [\"x.{claim.iss}\", \"y.{claim.jti}\"] }\n";
-    let err = Policy::parse(Path::new("p.toml"), src, None)
+    let err = Policy::parse(Path::new("p.toml"), src, &Known::default())
         .unwrap_err()
         .to_string();
     assert!(err.contains("{claim.iss} can never be"), "{err}");
@@ -357,7 +359,15 @@ grant = ["p", "missing"]
 connection_types = ["carrier-pigeon"]
 "#;
     let issuers = vec!["corp".to_string()];
-    let err = Policy::parse(Path::new("p.toml"), src, Some(&issuers)).unwrap_err();
+    let err = Policy::parse(
+        Path::new("p.toml"),
+        src,
+        &Known {
+            issuers: Some(&issuers),
+            ..Known::default()
+        },
+    )
+    .unwrap_err();
     let PolicyError::Invalid(errors) = err else {
         panic!("expected Invalid")
     };
@@ -388,7 +398,7 @@ connection_types = ["carrier-pigeon"]
 #[test]
 fn unknown_key_in_rule_is_an_error() {
     let src = "[[rules]]\nname = \"r\"\ngrant = []\ngrnat = [\"x\"]\n";
-    let err = Policy::parse(Path::new("p.toml"), src, None).unwrap_err();
+    let err = Policy::parse(Path::new("p.toml"), src, &Known::default()).unwrap_err();
     assert!(err.to_string().contains("grnat"), "{err}");
 }
 
@@ -396,7 +406,7 @@ fn unknown_key_in_rule_is_an_error() {
 fn rule_without_any_account_is_an_error() {
     let src =
         "[permissions.p]\nsub = { allow = [\"a\"] }\n[[rules]]\nname = \"r\"\ngrant = [\"p\"]\n";
-    let err = Policy::parse(Path::new("p.toml"), src, None).unwrap_err();
+    let err = Policy::parse(Path::new("p.toml"), src, &Known::default()).unwrap_err();
     assert!(err.to_string().contains("no account"), "{err}");
 }
 
@@ -438,5 +448,132 @@ fn claims_read_lists_rule_claims_and_template_claims() {
     assert_eq!(
         p.claims_read().to_vec(),
         vec!["org.id", "realm_access.roles", "sub", "team"]
+    );
+}
+
+/// A claim the token answers two ways denies the decision, naming it, even
+/// when another rule would match.
+#[test]
+fn an_ambiguous_claim_denies_with_its_name() {
+    let p = policy(
+        "[defaults]\naccount = \"A\"\n[permissions.p]\nsub = { allow = [\"a\"] }\n\
+         [[rules]]\nname = \"admins\"\nclaims = { \"realm_access.roles\" = \"admin\" }\ngrant = [\"p\"]\n\
+         [[rules]]\nname = \"all\"\nscopes = [\"nats\"]\ngrant = [\"p\"]\n",
+    );
+    let shadowed = json!({"realm_access.roles": ["admin"], "realm_access": {"roles": ["user"]}});
+    let err = eval(&p, "corp", shadowed, &["nats"]).unwrap_err();
+    assert_eq!(err.class(), ReasonClass::ClaimAmbiguous);
+    assert!(err.to_string().contains("\"realm_access.roles\""), "{err}");
+    // Either reading alone is fine.
+    for alone in [
+        json!({"realm_access.roles": ["admin"]}),
+        json!({"realm_access": {"roles": ["admin"]}}),
+    ] {
+        assert!(eval(&p, "corp", alone, &[]).is_ok());
+    }
+    let trace = p.explain(
+        &Identity {
+            issuer: "corp",
+            claims: json!({"realm_access.roles": "x", "realm_access": {"roles": "y"}})
+                .as_object()
+                .unwrap(),
+            scopes: &[],
+        },
+        &Connection::default(),
+    );
+    assert!(trace.result.is_err());
+    assert!(trace.rules[0]
+        .reason
+        .as_deref()
+        .unwrap()
+        .contains("ambiguous"));
+}
+
+#[test]
+fn a_tenant_named_like_reserved_subject_space_is_denied() {
+    let p = policy(
+        "[defaults]\naccount = \"A\"\n[permissions.p]\npub = { allow = [\"{claim.tenant}.>\"] }\n\
+         [[rules]]\nname = \"r\"\nscopes = [\"nats\"]\ngrant = [\"p\"]\n",
+    );
+    for tenant in ["$SYS", "$JS", "$KV", "_INBOX"] {
+        let err = eval(&p, "corp", json!({ "tenant": tenant }), &["nats"]).unwrap_err();
+        assert_eq!(err.class(), ReasonClass::ClaimReservedSubject, "{tenant}");
+        assert!(err.to_string().contains("\"tenant\""), "{err}");
+    }
+    let g = eval(&p, "corp", json!({"tenant": "acme"}), &["nats"]).unwrap();
+    assert_eq!(g.permissions.publish.allow, vec!["acme.>"]);
+    assert!(
+        p.warnings()
+            .iter()
+            .any(|w| w.contains("first subject token")),
+        "{:?}",
+        p.warnings()
+    );
+}
+
+#[test]
+fn subscribing_to_every_inbox_is_warned_and_a_per_identity_inbox_is_not() {
+    for shared in ["_INBOX.>", "_INBOX.*.*", ">", "*.>"] {
+        let p = policy(&format!(
+            "[defaults]\naccount = \"A\"\n[permissions.p]\nsub = {{ allow = [\"{shared}\"] }}\n\
+             [[rules]]\nname = \"r\"\nscopes = [\"x\"]\ngrant = [\"p\"]\n"
+        ));
+        let w = p.warnings().iter().find(|w| w.contains("reply inbox"));
+        assert!(
+            w.is_some_and(|w| w.starts_with("p.toml:4:")),
+            "{shared}: {:?}",
+            p.warnings()
+        );
+    }
+    for own in ["_INBOX.{claim.sub}.>", "_INBOX_acme.>", "_INBOX.acme.>"] {
+        let p = policy(&format!(
+            "[defaults]\naccount = \"A\"\n[permissions.p]\nsub = {{ allow = [\"{own}\"] }}\n\
+             [[rules]]\nname = \"r\"\nscopes = [\"x\"]\ngrant = [\"p\"]\n"
+        ));
+        assert!(
+            !p.warnings().iter().any(|w| w.contains("reply inbox")),
+            "{own}: {:?}",
+            p.warnings()
+        );
+    }
+}
+
+/// In operator mode every account a grant names must be signable; users in
+/// the callout or system account are a warning.
+#[test]
+fn accounts_are_checked_against_the_service_config() {
+    let src = "[defaults]\naccount = \"APP\"\n[permissions.p]\nsub = { allow = [\"a\"] }\n\
+               [[rules]]\nname = \"r\"\nscopes = [\"x\"]\ngrant = [\"p\"]\naccount = \"OTHER\"\n";
+    let known_accounts = vec!["APP".to_string()];
+    let err = Policy::parse(
+        Path::new("p.toml"),
+        src,
+        &Known {
+            accounts: Some(&known_accounts),
+            ..Known::default()
+        },
+    )
+    .unwrap_err();
+    assert!(err.to_string().starts_with("p.toml:9:"), "{err}");
+    assert!(
+        err.to_string().contains("\"OTHER\" has no [[account]]"),
+        "{err}"
+    );
+    let privileged = vec!["AUTH".to_string(), "SYS".to_string()];
+    let p = Policy::parse(
+        Path::new("p.toml"),
+        &src.replace("OTHER", "AUTH"),
+        &Known {
+            privileged_accounts: &privileged,
+            ..Known::default()
+        },
+    )
+    .unwrap();
+    assert!(
+        p.warnings()
+            .iter()
+            .any(|w| w.starts_with("p.toml:9:") && w.contains("\"AUTH\"")),
+        "{:?}",
+        p.warnings()
     );
 }

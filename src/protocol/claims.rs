@@ -6,6 +6,9 @@ use serde::{Deserialize, Serialize};
 
 use super::jwt::NatsType;
 
+/// Subject nats-server publishes authorization requests on.
+pub const AUTH_SUBJECT: &str = "$SYS.REQ.USER.AUTH";
+
 /// The `aud` of every request the server sends.
 pub const AUTHORIZATION_REQUEST_AUDIENCE: &str = "nats-authorization-request";
 

@@ -1,0 +1,154 @@
+//! One authorization request in, one answer out: open and check the request
+//! ([`request`]), decide ([`crate::decision`]), sign and seal the answer
+//! ([`answer`]). Everything that goes wrong becomes a [`Reason`] here and is
+//! turned into the text the server logs only at the wire.
+
+mod answer;
+pub mod request;
+
+use crate::clock::now_unix;
+use crate::config::{Config, TokenSource};
+use crate::decision::{Decider, LoadError, Outcome, Reason};
+use crate::issuer::TokenError;
+use crate::policy::Connection;
+use crate::signing::{KeyError, Signers};
+
+#[derive(Debug, thiserror::Error)]
+pub enum SetupError {
+    #[error(transparent)]
+    Load(#[from] LoadError),
+    #[error(transparent)]
+    Key(#[from] KeyError),
+}
+
+/// One answered request: the bytes to publish and the audit facts.
+pub struct Reply {
+    /// Empty means "deny without reason", used only when the request is too
+    /// broken to address a response to.
+    pub payload: Vec<u8>,
+    pub outcome: Outcome,
+    pub client: ClientFacts,
+}
+
+/// Who asked, from the request (empty when it could not be read).
+#[derive(Debug, Clone, Default)]
+pub struct ClientFacts {
+    pub host: String,
+    pub name: String,
+    pub server_id: String,
+    /// The server's connection id (`cid`), for closing it later.
+    pub cid: u64,
+    pub user_nkey: String,
+}
+
+/// A [`Decider`] plus the keys that sign and seal the server's answers.
+pub struct Callout {
+    decider: Decider,
+    signers: Signers,
+    sources: Vec<TokenSource>,
+}
+
+impl Callout {
+    /// Builds the callout from config: signing keys, issuers, policy.
+    pub fn from_config(config: &Config) -> Result<Self, SetupError> {
+        Ok(Self {
+            signers: Signers::from_config(config)?,
+            decider: Decider::from_config(config)?,
+            sources: config.token.sources.clone(),
+        })
+    }
+
+    pub fn decider(&self) -> &Decider {
+        &self.decider
+    }
+
+    pub fn signer_public_key(&self) -> String {
+        crate::protocol::NkeySigner::public_key(&self.signers.callout)
+    }
+
+    pub fn xkey_public_key(&self) -> Option<String> {
+        self.signers
+            .xkey
+            .as_ref()
+            .map(|x| x.public_key().to_owned())
+    }
+
+    /// Answers one raw request from `$SYS.REQ.USER.AUTH`.
+    pub async fn respond(&self, payload: &[u8], server_xkey: Option<&str>) -> Reply {
+        let opened = match request::open(payload, server_xkey, self.signers.xkey.as_ref()) {
+            Ok(x) => x,
+            Err(reason) => return unaddressable(reason),
+        };
+        let req = &opened.request.nats;
+        let now = now_unix();
+        let conn = Connection {
+            conn_type: Some(request::connection_type(req)),
+            host: Some(req.client_info.host.as_str()),
+        };
+        // A stale request is still the server's: it gets a signed denial with
+        // the reason, so clock skew shows in the server's log, not as "no
+        // reason supplied". A denial is all a replay can get.
+        let outcome = match (
+            request::stale(&opened.request.data, now),
+            request::token(req, &self.sources),
+        ) {
+            (Some(reason), _) => Outcome::denied(reason),
+            (None, Some(t)) => self.decider.decide(t, &conn, now, false).await,
+            (None, None) => Outcome::denied(TokenError::Missing),
+        };
+        self.answer(&opened, outcome, now)
+    }
+
+    /// Denies a request without deciding (overload, deadline), still with a
+    /// reason the server logs.
+    pub fn refuse(&self, payload: &[u8], server_xkey: Option<&str>, reason: Reason) -> Reply {
+        match request::open(payload, server_xkey, self.signers.xkey.as_ref()) {
+            Ok(opened) => self.answer(&opened, Outcome::denied(reason), now_unix()),
+            Err(reason) => unaddressable(reason),
+        }
+    }
+
+    fn answer(&self, opened: &request::Opened, outcome: Outcome, now: i64) -> Reply {
+        let req = &opened.request.nats;
+        let name = format!(
+            "{}/{}",
+            outcome.issuer.as_deref().unwrap_or_default(),
+            outcome.subject.as_deref().unwrap_or_default()
+        );
+        let result = match &outcome.result {
+            Ok(approval) => Ok((approval, name.as_str())),
+            Err(reason) => Err(reason.to_string()),
+        };
+        let client = ClientFacts {
+            host: req.client_info.host.clone(),
+            name: req.client_info.name.clone(),
+            server_id: req.server_id.id.clone(),
+            cid: req.client_info.id,
+            user_nkey: req.user_nkey.clone(),
+        };
+        match answer::respond(&self.signers, req, opened.reply_key.as_ref(), result, now) {
+            Ok(payload) => Reply {
+                payload,
+                outcome,
+                client,
+            },
+            Err(e) => Reply {
+                payload: Vec::new(),
+                outcome: Outcome::denied(Reason::Internal(e)),
+                client,
+            },
+        }
+    }
+}
+
+/// A denial for a request too broken to answer with a signed response.
+fn unaddressable(reason: String) -> Reply {
+    Reply {
+        payload: Vec::new(),
+        outcome: Outcome::denied(Reason::BadRequest(reason)),
+        client: ClientFacts::default(),
+    }
+}
+
+#[cfg(test)]
+mod tests;

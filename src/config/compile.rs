@@ -1,0 +1,356 @@
+//! Compilation of a config file into [`Config`]: defaults filled in, paths
+//! resolved, and every value that would switch a check off, or could never
+//! work, reported with its position. Errors are collected, not stopped at.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use jsonwebtoken::Algorithm;
+use serde_spanned::Spanned;
+
+use super::file::{ConfigFile, IssuerFile, NatsFile, OneOrMany};
+use super::{
+    AccountConfig, AuditConfig, Config, HttpConfig, IssuerConfig, NatsConfig, PolicyRef,
+    SigningConfig, TlsConfig, TokenConfig, TokenSource,
+};
+use crate::location::{LocatedError, Location};
+use crate::subject::validate_subject;
+
+/// Clock skew tolerated on `exp`/`nbf`/`iat`. Beyond minutes it no longer
+/// absorbs skew but extends every token's life.
+const MAX_LEEWAY: Duration = Duration::from_secs(600);
+/// Below this, a JWKS refresh or an unknown-kid refetch is a fetch loop
+/// against the IdP.
+const MIN_FETCH_INTERVAL: Duration = Duration::from_secs(1);
+
+struct Compiler<'a> {
+    path: &'a Path,
+    source: &'a str,
+    base_dir: PathBuf,
+    errors: Vec<LocatedError>,
+}
+
+impl Compiler<'_> {
+    fn error<T>(&mut self, at: &Spanned<T>, message: impl Into<String>) {
+        self.errors.push(LocatedError {
+            location: Location::from_span(self.path, self.source, at.span()),
+            message: message.into(),
+        });
+    }
+
+    /// An error about the file as a whole (something missing from it).
+    fn error_at_start(&mut self, message: impl Into<String>) {
+        self.errors.push(LocatedError {
+            location: Location::from_span(self.path, self.source, 0..0),
+            message: message.into(),
+        });
+    }
+
+    fn resolve(&self, p: &Path) -> PathBuf {
+        if p.is_absolute() {
+            p.to_path_buf()
+        } else {
+            self.base_dir.join(p)
+        }
+    }
+
+    fn nats(&mut self, spanned: &Spanned<NatsFile>) -> NatsConfig {
+        let n = spanned.get_ref();
+        let urls = match (&n.url, &n.urls) {
+            (Some(u), None) => vec![u.clone()],
+            (None, Some(us)) if !us.is_empty() => us.clone(),
+            _ => {
+                self.error(
+                    spanned,
+                    "[nats] needs exactly one of `url` and `urls` (a non-empty list)",
+                );
+                Vec::new()
+            }
+        };
+        let secrets = [
+            n.password.is_some(),
+            n.password_file.is_some(),
+            n.token.is_some(),
+            n.nkey_seed_file.is_some(),
+            n.creds_file.is_some(),
+        ];
+        if secrets.iter().filter(|s| **s).count() > 1 {
+            self.error(
+                spanned,
+                "[nats] takes at most one of password, password_file, token, nkey_seed_file, creds_file",
+            );
+        }
+        if (n.password.is_some() || n.password_file.is_some()) && n.user.is_none() {
+            self.error(spanned, "[nats] a password needs `user`");
+        }
+        let max_in_flight = match &n.max_in_flight {
+            None => 512,
+            Some(m) => {
+                if !(1..=65_536).contains(m.get_ref()) {
+                    self.error(
+                        m,
+                        format!("[nats] max_in_flight {} is outside 1..65536", m.get_ref()),
+                    );
+                }
+                *m.get_ref()
+            }
+        };
+        // Beyond the server's timeout an answer is dropped, and beyond 10 s
+        // the request itself counts as expired, so the denial would be empty.
+        let request_timeout = match &n.request_timeout {
+            None => Duration::from_millis(1500),
+            Some(t) => {
+                let d = t.get_ref().0;
+                if d < Duration::from_millis(10) || d > Duration::from_secs(10) {
+                    self.error(t, format!("[nats] request_timeout {} is outside 10ms..10s; keep it below the server's authorization timeout", t.get_ref()));
+                }
+                d
+            }
+        };
+        NatsConfig {
+            urls,
+            user: n.user.clone(),
+            password: n.password.clone(),
+            password_file: n.password_file.as_deref().map(|p| self.resolve(p)),
+            token: n.token.clone(),
+            nkey_seed_file: n.nkey_seed_file.as_deref().map(|p| self.resolve(p)),
+            creds_file: n.creds_file.as_deref().map(|p| self.resolve(p)),
+            queue_group: n
+                .queue_group
+                .clone()
+                .unwrap_or_else(|| "nats-oidc-callout".to_owned()),
+            tls: n.tls.as_ref().map(|t| TlsConfig {
+                ca_file: t.ca_file.as_deref().map(|p| self.resolve(p)),
+                cert_file: t.cert_file.as_deref().map(|p| self.resolve(p)),
+                key_file: t.key_file.as_deref().map(|p| self.resolve(p)),
+            }),
+            account: n.account.clone().unwrap_or_else(|| "AUTH".to_owned()),
+            max_in_flight,
+            request_timeout,
+        }
+    }
+
+    fn issuer(&mut self, spanned: &Spanned<IssuerFile>) -> IssuerConfig {
+        let i = spanned.get_ref();
+        let name = i.name.get_ref();
+        let audience = match i.audience.get_ref() {
+            OneOrMany::One(a) => vec![a.clone()],
+            OneOrMany::Many(list) => list.clone(),
+        };
+        if audience.is_empty() {
+            self.error(&i.audience, format!("issuer {name:?}: audience is empty"));
+        }
+        if audience.iter().any(|a| a.trim().is_empty()) {
+            self.error(
+                &i.audience,
+                format!(
+                    "issuer {name:?}: an empty audience would match tokens with an empty `aud`"
+                ),
+            );
+        }
+        if i.jwks_uri.is_some() && i.jwks_file.is_some() {
+            self.error(
+                spanned,
+                format!("issuer {name:?}: set at most one of jwks_uri and jwks_file"),
+            );
+        }
+        let algorithms = match &i.algorithms {
+            None => vec![Algorithm::RS256],
+            Some(a) => {
+                if a.get_ref().is_empty() {
+                    self.error(a, format!("issuer {name:?}: algorithms is empty"));
+                }
+                if let Some(alg) = a.get_ref().iter().find(|a| is_hmac(a)) {
+                    self.error(a, format!("issuer {name:?}: {alg:?} is a shared-secret algorithm and is never accepted"));
+                }
+                a.get_ref().clone()
+            }
+        };
+        let leeway = self.duration(&i.leeway, Duration::from_secs(30), |d| {
+            (d > MAX_LEEWAY).then(|| {
+                format!(
+                    "issuer {name:?}: leeway above {} would accept tokens long expired",
+                    humantime::format_duration(MAX_LEEWAY)
+                )
+            })
+        });
+        let jwks_refresh = self.duration(&i.jwks_refresh, Duration::from_secs(600), |d| {
+            (d < MIN_FETCH_INTERVAL).then(|| {
+                format!("issuer {name:?}: jwks_refresh below 1s would fetch the JWKS in a loop")
+            })
+        });
+        let jwks_min_refetch = self.duration(&i.jwks_min_refetch, Duration::from_secs(30), |d| {
+            (d < MIN_FETCH_INTERVAL).then(|| {
+                format!(
+                    "issuer {name:?}: jwks_min_refetch below 1s lets every unknown kid hit the IdP"
+                )
+            })
+        });
+        let jwks_max_stale =
+            self.duration(&i.jwks_max_stale, Duration::from_secs(24 * 3600), |d| {
+                d.is_zero().then(|| {
+                    format!("issuer {name:?}: jwks_max_stale of zero makes every key stale")
+                })
+            });
+        IssuerConfig {
+            name: name.clone(),
+            issuer: i.issuer.get_ref().clone(),
+            audience,
+            jwks_uri: i.jwks_uri.clone(),
+            jwks_file: i.jwks_file.as_deref().map(|p| self.resolve(p)),
+            algorithms,
+            leeway,
+            scope_claim: i.scope_claim.clone().unwrap_or_else(|| "scope".to_owned()),
+            jwks_refresh,
+            jwks_min_refetch,
+            allow_insecure_http: i.allow_insecure_http,
+            jwks_max_stale,
+            require_typ: i.require_typ.clone(),
+            required_claims: i.required_claims.clone(),
+            max_token_age: i.max_token_age.map(Duration::from),
+        }
+    }
+
+    /// A duration or its default; `bad` says why a value is refused.
+    fn duration(
+        &mut self,
+        value: &Option<Spanned<crate::duration::HumanDuration>>,
+        default: Duration,
+        bad: impl FnOnce(Duration) -> Option<String>,
+    ) -> Duration {
+        let Some(v) = value else { return default };
+        if let Some(why) = bad(v.get_ref().0) {
+            self.error(v, why);
+        }
+        v.get_ref().0
+    }
+}
+
+pub(super) fn compile(path: &Path, source: &str) -> Result<Config, Vec<LocatedError>> {
+    let file: ConfigFile =
+        toml::from_str(source).map_err(|e| vec![LocatedError::from_toml(path, source, &e)])?;
+    let base_dir = path
+        .parent()
+        .map(Path::to_path_buf)
+        .unwrap_or_else(|| PathBuf::from("."));
+    let mut c = Compiler {
+        path,
+        source,
+        base_dir,
+        errors: Vec::new(),
+    };
+    let nats = c.nats(&file.nats);
+
+    let sources = match &file.token.sources {
+        None => vec![TokenSource::AuthToken, TokenSource::Password],
+        Some(s) => {
+            if s.get_ref().is_empty() {
+                c.error(s, "[token] sources must name at least one field");
+            }
+            s.get_ref().clone()
+        }
+    };
+    if let Some(subject) = &file.audit.subject {
+        let s = subject.get_ref();
+        if validate_subject(s).is_err() || s.contains(['*', '>']) {
+            c.error(
+                subject,
+                format!("[audit] subject {s:?} is not a plain NATS subject"),
+            );
+        }
+    }
+
+    if file.issuers.is_empty() {
+        c.error_at_start("at least one [[issuer]] is required");
+    }
+    let mut names: HashMap<&str, &Spanned<String>> = HashMap::new();
+    let mut urls: HashMap<&str, &Spanned<String>> = HashMap::new();
+    for i in &file.issuers {
+        let i = i.get_ref();
+        if names.insert(i.name.get_ref(), &i.name).is_some() {
+            c.error(
+                &i.name,
+                format!("issuer name {:?} is used twice", i.name.get_ref()),
+            );
+        }
+        // Tokens are matched to the first issuer with their `iss`: a second
+        // one would be configured but never used.
+        if let Some(first) = urls.insert(i.issuer.get_ref(), &i.issuer) {
+            let at = Location::from_span(path, source, first.span());
+            c.error(&i.issuer, format!("issuer {:?} is already configured at {at}; the second [[issuer]] would never see a token", i.issuer.get_ref()));
+        }
+    }
+    let issuers = file.issuers.iter().map(|i| c.issuer(i)).collect();
+
+    let mut accounts = Vec::new();
+    let mut account_names = HashMap::new();
+    for a in &file.accounts {
+        if account_names.insert(a.name.get_ref(), ()).is_some() {
+            c.error(
+                &a.name,
+                format!("account name {:?} is used twice", a.name.get_ref()),
+            );
+        }
+        if !nkeys::KeyPair::from_public_key(a.public_key.get_ref())
+            .is_ok_and(|k| k.key_pair_type() == nkeys::KeyPairType::Account)
+        {
+            c.error(
+                &a.public_key,
+                format!(
+                    "account {:?}: public_key {:?} is not an account public key (A…)",
+                    a.name.get_ref(),
+                    a.public_key.get_ref()
+                ),
+            );
+        }
+        accounts.push(AccountConfig {
+            name: a.name.get_ref().clone(),
+            public_key: a.public_key.get_ref().clone(),
+            signing_key_file: c.resolve(&a.signing_key_file),
+        });
+    }
+
+    let watch_interval = c.duration(&file.policy.watch_interval, Duration::from_secs(2), |d| {
+        (d < Duration::from_millis(100))
+            .then(|| "[policy] watch_interval below 100ms re-reads the file in a loop".to_owned())
+    });
+    let config = Config {
+        path: path.to_path_buf(),
+        nats,
+        signing: SigningConfig {
+            issuer_seed_file: c.resolve(&file.signing.issuer_seed_file),
+            xkey_seed_file: file.signing.xkey_seed_file.as_deref().map(|p| c.resolve(p)),
+        },
+        token: TokenConfig {
+            sources,
+            max_ttl: file
+                .token
+                .max_ttl
+                .map_or(Duration::from_secs(3600), Duration::from),
+            max_token_bytes: file.token.max_token_bytes.unwrap_or(64 * 1024),
+            cache_size: file.token.cache_size.unwrap_or(100_000),
+        },
+        issuers,
+        accounts,
+        policy: PolicyRef {
+            file: c.resolve(&file.policy.file),
+            watch: file.policy.watch.unwrap_or(true),
+            watch_interval,
+        },
+        http: file.http.map(|h| HttpConfig { listen: h.listen }),
+        audit: AuditConfig {
+            subject: file.audit.subject.map(Spanned::into_inner),
+        },
+        base_dir: c.base_dir.clone(),
+    };
+    if c.errors.is_empty() {
+        Ok(config)
+    } else {
+        Err(c.errors)
+    }
+}
+
+fn is_hmac(a: &Algorithm) -> bool {
+    matches!(a, Algorithm::HS256 | Algorithm::HS384 | Algorithm::HS512)
+}

@@ -1,0 +1,293 @@
+//! The decision: token → issuer → policy → lifetime. Pure apart from the
+//! issuers' key fetching; shared by `serve` (for every connection) and
+//! `check` (for one token), so both decide exactly alike.
+
+use std::path::Path;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, RwLock};
+use std::time::Duration;
+
+use serde_json::{Map, Value};
+
+use crate::config::Config;
+use crate::issuer::{Issuers, JwksError, TokenError, VerifiedToken};
+use crate::policy::{
+    Connection, Denial, Grant, Identity, Known, Origin, Policy, PolicyError, RuleTrace,
+};
+use crate::reason::ReasonClass;
+
+/// Why a connection was denied: what went wrong, typed, until it is turned
+/// into the text the server logs ([`std::fmt::Display`]) and a class.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum Reason {
+    #[error(transparent)]
+    Token(#[from] TokenError),
+    #[error(transparent)]
+    Policy(#[from] Denial),
+    #[error("token expires too soon to issue a user")]
+    TokenExpiring,
+    #[error(
+        "request expired {late_secs} s ago: a replay, or the clocks of server and service disagree"
+    )]
+    StaleRequest { late_secs: i64 },
+    #[error("request has no exp")]
+    RequestWithoutExpiry,
+    #[error("{0}")]
+    BadRequest(String),
+    #[error("service saturated: too many authorization requests in flight")]
+    Saturated,
+    #[error("decision took too long (deadline exceeded); is the IdP slow?")]
+    Timeout,
+    #[error("cannot build response: {0}")]
+    Internal(String),
+}
+
+impl Reason {
+    pub fn class(&self) -> ReasonClass {
+        match self {
+            Reason::Token(e) => e.class(),
+            Reason::Policy(d) => d.class(),
+            Reason::TokenExpiring => ReasonClass::TokenExpiring,
+            Reason::StaleRequest { .. } | Reason::RequestWithoutExpiry => ReasonClass::StaleRequest,
+            Reason::BadRequest(_) => ReasonClass::BadRequest,
+            Reason::Saturated => ReasonClass::Saturated,
+            Reason::Timeout => ReasonClass::Timeout,
+            Reason::Internal(_) => ReasonClass::Internal,
+        }
+    }
+}
+
+/// An approved identity and when its NATS user expires.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Approval {
+    pub grant: Grant,
+    pub expires_at: i64,
+}
+
+/// A decision and what it was about, for the audit line and `check`.
+#[derive(Debug, Clone)]
+pub struct Outcome {
+    pub issuer: Option<String>,
+    pub subject: Option<String>,
+    pub result: Result<Approval, Reason>,
+    /// Per-rule verdicts and subject origins, when asked for (`--explain`).
+    pub trace: Option<(Vec<RuleTrace>, Vec<Origin>)>,
+}
+
+impl Outcome {
+    pub fn denied(reason: impl Into<Reason>) -> Self {
+        Self {
+            issuer: None,
+            subject: None,
+            result: Err(reason.into()),
+            trace: None,
+        }
+    }
+
+    /// The denial's class; `None` when allowed.
+    pub fn class(&self) -> Option<ReasonClass> {
+        self.result.as_ref().err().map(Reason::class)
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum LoadError {
+    #[error(transparent)]
+    Policy(#[from] PolicyError),
+    #[error(transparent)]
+    Jwks(#[from] JwksError),
+}
+
+/// Token in, decision out: issuers, policy and lifetime caps. Needs no
+/// signing key, so `check` can run where the service's secrets are not.
+pub struct Decider {
+    issuers: Arc<Issuers>,
+    policy: RwLock<Arc<Policy>>,
+    max_ttl: Duration,
+    /// Operator mode's target accounts: a policy granting others is refused
+    /// at load and at reload.
+    accounts: Option<Vec<String>>,
+    /// The callout account (and the system account): granting them is a
+    /// policy warning.
+    privileged_accounts: Vec<String>,
+    reloads: AtomicU64,
+    failed_reloads: AtomicU64,
+}
+
+impl Decider {
+    pub fn from_config(config: &Config) -> Result<Self, LoadError> {
+        let issuers = Arc::new(Issuers::new(config)?);
+        let accounts: Option<Vec<String>> = config
+            .operator_mode()
+            .then(|| config.accounts.iter().map(|a| a.name.clone()).collect());
+        let privileged_accounts = vec![config.nats.account.clone(), "SYS".into(), "$SYS".into()];
+        let policy = load(
+            &config.resolve(&config.policy.file),
+            &issuers,
+            accounts.as_deref(),
+            &privileged_accounts,
+        )?;
+        Ok(Self {
+            issuers,
+            policy: RwLock::new(Arc::new(policy)),
+            max_ttl: config.token.max_ttl,
+            accounts,
+            privileged_accounts,
+            reloads: AtomicU64::new(0),
+            failed_reloads: AtomicU64::new(0),
+        })
+    }
+
+    pub fn issuers(&self) -> &Arc<Issuers> {
+        &self.issuers
+    }
+
+    pub fn policy(&self) -> Arc<Policy> {
+        self.policy.read().expect("policy lock").clone()
+    }
+
+    /// Swaps in a new policy; on error the current one stays.
+    pub fn reload_policy(&self, path: &Path) -> Result<Arc<Policy>, PolicyError> {
+        match load(
+            path,
+            &self.issuers,
+            self.accounts.as_deref(),
+            &self.privileged_accounts,
+        ) {
+            Ok(p) => {
+                let policy = Arc::new(p);
+                *self.policy.write().expect("policy lock") = policy.clone();
+                self.reloads.fetch_add(1, Ordering::Relaxed);
+                Ok(policy)
+            }
+            Err(e) => {
+                self.failed_reloads.fetch_add(1, Ordering::Relaxed);
+                Err(e)
+            }
+        }
+    }
+
+    /// (successful, failed) policy reloads since start.
+    pub fn reload_counts(&self) -> (u64, u64) {
+        (
+            self.reloads.load(Ordering::Relaxed),
+            self.failed_reloads.load(Ordering::Relaxed),
+        )
+    }
+
+    /// Validates a token and evaluates the policy, as for a connection.
+    pub async fn decide(
+        &self,
+        token: &str,
+        conn: &Connection<'_>,
+        now: i64,
+        explain: bool,
+    ) -> Outcome {
+        // One policy for both steps: the cache keeps the claims it reads.
+        let policy = self.policy();
+        match self
+            .issuers
+            .validate(token, Some(policy.claims_read()))
+            .await
+        {
+            Ok(verified) => self.evaluate(&policy, &verified, conn, now, explain),
+            Err(e) => Outcome::denied(e),
+        }
+    }
+
+    /// Evaluates the policy on unverified claims (`check --claims`): `iss`
+    /// picks the issuer, whose scope claim is then read.
+    pub fn decide_claims(
+        &self,
+        claims: Map<String, Value>,
+        conn: &Connection<'_>,
+        now: i64,
+        explain: bool,
+    ) -> Outcome {
+        let iss = claims
+            .get("iss")
+            .and_then(Value::as_str)
+            .unwrap_or_default();
+        let Some(issuer) = self.issuers.by_iss(iss) else {
+            return Outcome::denied(if iss.is_empty() {
+                TokenError::NoIssuer
+            } else {
+                TokenError::UnknownIssuer(iss.to_owned())
+            });
+        };
+        let verified = VerifiedToken::new(
+            issuer.config.name.clone(),
+            &issuer.config.scope_claim,
+            claims,
+        );
+        self.evaluate(&self.policy(), &verified, conn, now, explain)
+    }
+
+    fn evaluate(
+        &self,
+        policy: &Policy,
+        token: &VerifiedToken,
+        conn: &Connection<'_>,
+        now: i64,
+        explain: bool,
+    ) -> Outcome {
+        let identity = Identity {
+            issuer: &token.issuer,
+            claims: &token.claims,
+            scopes: &token.scopes,
+        };
+        let (evaluated, trace) = if explain {
+            let e = policy.explain(&identity, conn);
+            (e.result, Some((e.rules, e.origins)))
+        } else {
+            (policy.evaluate(&identity, conn), None)
+        };
+        let result = evaluated.map_err(Reason::from).and_then(|grant| {
+            let expires_at = self.expiry(&grant, token.expires_at, now);
+            if expires_at <= now {
+                Err(Reason::TokenExpiring)
+            } else {
+                Ok(Approval { grant, expires_at })
+            }
+        });
+        Outcome {
+            issuer: Some(token.issuer.clone()),
+            subject: Some(token.subject.clone()),
+            result,
+            trace,
+        }
+    }
+
+    /// The user lives no longer than the grant's ttl, `max_ttl`, and the
+    /// token it was minted from.
+    fn expiry(&self, grant: &Grant, token_exp: Option<i64>, now: i64) -> i64 {
+        let cap = grant
+            .ttl
+            .min(self.max_ttl)
+            .as_secs()
+            .min(i64::MAX as u64 / 2) as i64;
+        let mut exp = now.saturating_add(cap);
+        if let Some(t) = token_exp {
+            exp = exp.min(t);
+        }
+        exp
+    }
+}
+
+/// Compiles the policy against what the config defines.
+fn load(
+    path: &Path,
+    issuers: &Issuers,
+    accounts: Option<&[String]>,
+    privileged_accounts: &[String],
+) -> Result<Policy, PolicyError> {
+    let names = issuers.names();
+    Policy::load(
+        path,
+        &Known {
+            issuers: Some(&names),
+            accounts,
+            privileged_accounts,
+        },
+    )
+}

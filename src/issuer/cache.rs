@@ -1,0 +1,157 @@
+//! The verified-token cache: a reconnect storm with one token costs one
+//! signature check. Entries hold only the claims the policy reads, are
+//! keyed by SHA-256 of the token (never the token itself), and are honoured
+//! only while the key that verified them is still published and fresh.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde_json::{Map, Value};
+use sha2::{Digest, Sha256};
+
+use super::jwks::KeyFingerprint;
+use super::token::{expiry, VerifiedToken};
+use super::{Issuer, KeptClaims, TokenError};
+use crate::claims::{lookup, roots};
+use crate::clock::now_unix;
+
+pub(super) type Key = [u8; 32];
+
+/// A cache entry. Memory is what bounds the cache (100k entries by
+/// default), so it holds only the claims the policy reads, as JSON text:
+/// a parsed `serde_json::Map` of a typical access token takes ~8 KB on
+/// the heap, this ~100 bytes. A hit parses it back (about a microsecond).
+#[derive(Clone)]
+pub(super) struct Cached {
+    issuer: Arc<Issuer>,
+    /// The kept claims, a JSON object.
+    claims: Box<str>,
+    /// Served until then (Unix seconds): see [`serve_until`].
+    expires_at: i64,
+    key: KeyFingerprint,
+}
+
+impl Cached {
+    pub(super) fn new(
+        issuer: Arc<Issuer>,
+        claims: Map<String, Value>,
+        keep: KeptClaims,
+        key: KeyFingerprint,
+    ) -> Self {
+        let expires_at = serve_until(&issuer, &claims);
+        let claims = kept(&issuer, claims, keep);
+        Self {
+            claims: serde_json::to_string(&claims)
+                .expect("claims serialize")
+                .into_boxed_str(),
+            expires_at,
+            issuer,
+            key,
+        }
+    }
+
+    pub(super) fn token(&self) -> VerifiedToken {
+        let claims = serde_json::from_str(&self.claims).expect("the cache holds JSON it wrote");
+        let mut token = VerifiedToken::new(
+            self.issuer.config.name.clone(),
+            &self.issuer.config.scope_claim,
+            claims,
+        );
+        token.key = Some(self.key);
+        token
+    }
+
+    /// Whether a hit may be served: `Ok(false)` when the entry ended (its
+    /// time is up, or the IdP withdrew the key that verified it, so the
+    /// token must be checked again), an error when the issuer's keys went
+    /// stale, which bounds hits exactly as it bounds fresh checks.
+    pub(super) fn servable(&self, now: i64) -> Result<bool, TokenError> {
+        if self.expires_at <= now {
+            return Ok(false);
+        }
+        let Some(keys) = self.issuer.keys.current() else {
+            return Ok(false);
+        };
+        let age = keys.fetched_at.elapsed();
+        if age > self.issuer.config.jwks_max_stale {
+            return Err(TokenError::StaleKeys {
+                issuer: self.issuer.config.name.clone(),
+                age_secs: age.as_secs(),
+            });
+        }
+        Ok(keys.holds(&self.key))
+    }
+}
+
+/// An entry lives until [`serve_until`]; a withdrawn key or stale keys end
+/// it earlier, when it is next read ([`Cached::servable`]).
+pub(super) struct CacheExpiry;
+
+impl moka::Expiry<Key, Cached> for CacheExpiry {
+    fn expire_after_create(&self, _: &Key, v: &Cached, _: std::time::Instant) -> Option<Duration> {
+        Some(Duration::from_secs(
+            (v.expires_at - now_unix()).max(0) as u64
+        ))
+    }
+}
+
+/// Until when a verified token may be served from the cache: its `exp`, or
+/// earlier when `max_token_age` ends it first (a hit does not re-check
+/// `iat`, which the entry no longer holds). 0 (never) without `exp`.
+fn serve_until(issuer: &Issuer, claims: &Map<String, Value>) -> i64 {
+    let exp = expiry(claims).unwrap_or(0);
+    let aged = issuer.config.max_token_age.and_then(|max| {
+        let iat = claims.get("iat").and_then(Value::as_i64)?;
+        Some(iat.saturating_add(max.as_secs() as i64))
+    });
+    aged.map_or(exp, |a| a.min(exp))
+}
+
+/// SHA-256 over the token and the kept paths, each length-prefixed (`None`
+/// differs from every list).
+pub(super) fn cache_key(token: &str, keep: KeptClaims) -> Key {
+    let mut h = Sha256::new();
+    h.update((token.len() as u64).to_le_bytes());
+    h.update(token.as_bytes());
+    match keep {
+        None => h.update([0]),
+        Some(paths) => {
+            h.update([1]);
+            for p in paths.iter() {
+                h.update((p.len() as u64).to_le_bytes());
+                h.update(p.as_bytes());
+            }
+        }
+    }
+    h.finalize().into()
+}
+
+/// The claims at `keep`'s paths, plus `sub`, `exp` and the scope claim, such
+/// that [`lookup`] answers every kept path on them exactly as on all the
+/// claims. A path with one reading is stored under its whole name (lookup
+/// tries the whole name first). A path the token answers two ways keeps
+/// every top-level claim any reading starts from, so the ambiguity, and
+/// the denial it causes, survive the cache.
+fn kept(issuer: &Issuer, claims: Map<String, Value>, keep: KeptClaims) -> Map<String, Value> {
+    let Some(paths) = keep else {
+        return claims;
+    };
+    let always = ["sub", "exp", issuer.config.scope_claim.as_str()];
+    let mut out = Map::new();
+    for path in always.into_iter().chain(paths.iter().map(String::as_str)) {
+        match lookup(&claims, path) {
+            Ok(Some(v)) => {
+                out.insert(path.to_owned(), v.clone());
+            }
+            Ok(None) => {}
+            Err(_) => {
+                for root in roots(path) {
+                    if let Some(v) = claims.get(root) {
+                        out.insert(root.to_owned(), v.clone());
+                    }
+                }
+            }
+        }
+    }
+    out
+}

@@ -1,0 +1,104 @@
+//! The closed set of reason classes: one stable snake_case name for every
+//! kind of denial. Metrics label decisions with it, the audit event and
+//! `check` print it, and alerts are written against it, so a name never
+//! changes once released. The README's list is kept equal to this one by a
+//! test.
+
+use std::fmt;
+
+macro_rules! classes {
+    ($($variant:ident => $name:literal: $doc:literal,)*) => {
+        /// Why a connection was denied, as a class.
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+        pub enum ReasonClass {
+            $(#[doc = $doc] $variant,)*
+        }
+
+        impl ReasonClass {
+            /// Every class, in the order the README lists them.
+            pub const ALL: &'static [ReasonClass] = &[$(ReasonClass::$variant,)*];
+
+            /// The stable name.
+            pub fn as_str(self) -> &'static str {
+                match self { $(ReasonClass::$variant => $name,)* }
+            }
+
+            /// One line on what the class means, for `--help`-like listings.
+            pub fn description(self) -> &'static str {
+                match self { $(ReasonClass::$variant => $doc,)* }
+            }
+        }
+    };
+}
+
+classes! {
+    NoToken => "no_token": "the client presented no token in the configured CONNECT fields",
+    TokenMalformed => "token_malformed": "not a JWT, too large, a claim of the wrong type, a required claim or `typ` missing",
+    TokenAlgorithm => "token_algorithm": "`alg` none, HMAC, unsupported or not allowed for the issuer; `jku`/`x5u`/`jwk`/`crit` headers",
+    UnknownIssuer => "unknown_issuer": "no `iss`, or an `iss` no `[[issuer]]` names",
+    KeysUnavailable => "keys_unavailable": "the issuer's keys were never fetched, or are older than `jwks_max_stale`",
+    UnknownKey => "unknown_key": "no published key has the token's `kid` (or fits its algorithm)",
+    BadSignature => "bad_signature": "the signature does not verify",
+    TokenExpired => "token_expired": "`exp` passed, or `iat` older than `max_token_age`",
+    TokenNotYetValid => "token_not_yet_valid": "`nbf` in the future",
+    Audience => "audience": "no configured audience in `aud`",
+    IssuerMismatch => "issuer_mismatch": "`iss` differs from the issuer the key belongs to",
+    NoRule => "no_rule": "no policy rule matches",
+    AccountConflict => "account_conflict": "matching rules name different accounts",
+    ClaimNotAToken => "claim_not_a_token": "a claim put into a subject is missing or not one plain subject token",
+    ClaimAmbiguous => "claim_ambiguous": "a claim the policy reads is both a dotted key and a nested path, with different values",
+    ClaimReservedSubject => "claim_reserved_subject": "a claim in a subject's first token would start it with `$` or `_INBOX`",
+    TokenExpiring => "token_expiring": "the token expires before a user could be issued",
+    StaleRequest => "stale_request": "the server's request is past its `exp` (a replay, or clock skew)",
+    BadRequest => "bad_request": "the request cannot be opened, decoded or verified (answered with an empty denial)",
+    Saturated => "saturated": "more requests in flight than `max_in_flight`",
+    Timeout => "timeout": "the decision took longer than `request_timeout`",
+    Internal => "internal": "the answer could not be built or signed",
+}
+
+impl fmt::Display for ReasonClass {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// The `reason_class` of an allowed decision in metrics and the audit event.
+pub const ALLOWED: &str = "ok";
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_are_unique_snake_case() {
+        let mut seen = std::collections::HashSet::new();
+        for c in ReasonClass::ALL {
+            let n = c.as_str();
+            assert!(seen.insert(n), "{n} twice");
+            assert!(
+                n.chars().all(|ch| ch.is_ascii_lowercase() || ch == '_'),
+                "{n}"
+            );
+            assert_ne!(n, ALLOWED);
+        }
+    }
+
+    /// The README's "Reason classes" table lists exactly these classes, in
+    /// this order.
+    #[test]
+    fn readme_lists_every_class() {
+        let readme = include_str!("../README.md");
+        let section = readme
+            .split("### Reason classes")
+            .nth(1)
+            .expect("README has a \"### Reason classes\" section");
+        let listed: Vec<&str> = section
+            .lines()
+            .skip_while(|l| !l.starts_with("| `"))
+            .take_while(|l| l.starts_with("| `"))
+            .filter_map(|l| l.split('`').nth(1))
+            .collect();
+        let ours: Vec<&str> = ReasonClass::ALL.iter().map(|c| c.as_str()).collect();
+        assert_eq!(listed, ours);
+    }
+}

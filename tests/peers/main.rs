@@ -1,0 +1,8 @@
+//! Integration tests against real outside peers: the OpenID-certified
+//! oidc-provider, and (as they land) Keycloak, clients in other languages,
+//! browsers, MQTT devices and Prometheus.
+
+#[path = "../support/mod.rs"]
+mod support;
+
+mod oidc_provider;

@@ -1,0 +1,11 @@
+//! Integration tests of the real binary as a process: the CLI, signals,
+//! crashes (SIGKILL), memory, and the deploy/ configs as shipped.
+
+#[path = "../support/mod.rs"]
+mod support;
+
+mod cli;
+mod deploy;
+mod ha;
+mod memory;
+mod signals;

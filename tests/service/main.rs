@@ -1,0 +1,17 @@
+//! Integration tests with the service in this process (`support::Service`):
+//! real nats-server processes over TCP, real clients, the in-process and the
+//! real IdP. One binary, so the harness compiles once.
+
+#[path = "../support/mod.rs"]
+mod support;
+
+mod adversarial;
+mod callout;
+mod doctor;
+mod faults;
+mod harness_smoke;
+mod operations;
+mod operator;
+mod policies;
+mod policy_props;
+mod tenants;

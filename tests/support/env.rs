@@ -1,0 +1,256 @@
+//! A whole deployment for one test: the in-process IdP, nats-server with
+//! the callout, and the service, with keys made for the test.
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::Mutex;
+use std::time::Duration;
+
+use jsonwebtoken::Algorithm;
+use nats_oidc_callout::config::{ConfigBuilder, IssuerBuilder};
+use nats_oidc_callout::issuer::LocalKey;
+use serde_json::{json, Map, Value};
+
+use super::client::Client;
+use super::idp::Idp;
+use super::nats::{callout_server_config, NatsServer, PORT};
+use super::process::{wait_until_async, write_secret};
+use super::service::Service;
+
+/// How to set up an [`Env`].
+pub struct EnvOptions<'a> {
+    pub policy: &'a str,
+    pub xkey: bool,
+    /// Extra lines for the `[[issuer]]` table; `{idp}` stands for the IdP's URL.
+    pub issuer_extra: &'a str,
+    /// Lines for the `[token]` table (default: both token sources).
+    pub token_extra: &'a str,
+    /// The IdP answers 503 until the test calls `idp.set_down(false)`.
+    pub idp_down_at_start: bool,
+    /// Extra lines for the `[policy]` table.
+    pub policy_extra: &'a str,
+    /// Trust this (issuer URL, audience) instead of the in-process IdP.
+    pub external_issuer: Option<(&'a str, &'a str)>,
+    /// Whole tables appended to the service config (`[http]`, `[audit]`).
+    pub config_extra: &'a str,
+    /// Lines appended to the nats-server config (`cluster {…}`).
+    pub nats_extra: &'a str,
+    /// Lines for the service's own `[nats]` table.
+    pub service_nats_extra: &'a str,
+    /// Start the in-process service (off: the test starts the binary).
+    pub start_service: bool,
+}
+
+impl Default for EnvOptions<'_> {
+    fn default() -> Self {
+        Self {
+            policy: DEFAULT_POLICY,
+            xkey: true,
+            issuer_extra: "",
+            token_extra: "sources = [\"auth_token\", \"password\"]",
+            idp_down_at_start: false,
+            policy_extra: "",
+            external_issuer: None,
+            config_extra: "",
+            nats_extra: "",
+            service_nats_extra: "",
+            start_service: true,
+        }
+    }
+}
+
+/// Alice-style tokens with scope `nats` get `app.<sub>.>`, and replies on
+/// their own inbox prefix.
+pub const DEFAULT_POLICY: &str = r#"
+[defaults]
+account = "APP"
+ttl = "15m"
+
+[permissions.own]
+pub = { allow = ["app.{claim.sub}.>"] }
+sub = { allow = ["app.{claim.sub}.>", "_INBOX.{claim.sub}.>"] }
+
+[[rules]]
+name = "nats-users"
+issuer = "corp"
+scopes = ["nats"]
+grant = ["own"]
+"#;
+
+pub const AUDIENCE: &str = "nats";
+
+/// A whole deployment: IdP, nats-server with the callout, and the service.
+pub struct Env {
+    pub idp: Idp,
+    pub key: LocalKey,
+    pub nats: NatsServer,
+    /// The nats-server config the callout needs (for more nodes), with
+    /// [`PORT`] for its client port.
+    pub nats_config: String,
+    service: Option<Service>,
+    pub dir: tempfile::TempDir,
+    /// Server-log refusals already attributed to a connect, per reason.
+    claimed: Mutex<HashMap<String, usize>>,
+    /// Decisions already attributed to a connect.
+    decision_cursor: Mutex<usize>,
+}
+
+impl Env {
+    pub async fn start(opts: EnvOptions<'_>) -> Env {
+        let key = LocalKey::generate(Algorithm::RS256).expect("rsa key");
+        let idp = Idp::start(&[&key]).await;
+        idp.set_down(opts.idp_down_at_start);
+        let dir = tempfile::tempdir().expect("tempdir");
+        let account = nkeys::KeyPair::new_account();
+        write_secret(&dir.path().join("issuer.nk"), &account.seed().unwrap());
+        let xkey = nkeys::XKey::new();
+        if opts.xkey {
+            write_secret(&dir.path().join("xkey.nk"), &xkey.seed().unwrap());
+        }
+        std::fs::write(dir.path().join("policy.toml"), opts.policy).unwrap();
+        let xkey_pub = xkey.public_key();
+        let nats_config = callout_server_config(
+            PORT,
+            &account.public_key(),
+            opts.xkey.then_some(xkey_pub.as_str()),
+        );
+        let nats = NatsServer::start_any_port(&format!("{nats_config}\n{}", opts.nats_extra));
+
+        let (issuer, audience) = opts
+            .external_issuer
+            .unwrap_or((idp.issuer.as_str(), AUDIENCE));
+        let mut config = ConfigBuilder::new(&nats.url(), "issuer.nk", "policy.toml")
+            .user_password("auth", "authpw")
+            .nats_lines(opts.service_nats_extra)
+            .token_lines(opts.token_extra)
+            .issuer(
+                IssuerBuilder::new("corp", issuer, &[audience])
+                    .algorithms(&["RS256", "ES256"])
+                    .set("leeway", "\"2s\"")
+                    .lines(&opts.issuer_extra.replace("{idp}", &idp.issuer)),
+            )
+            .policy_lines(opts.policy_extra)
+            .tables(opts.config_extra);
+        if opts.xkey {
+            config = config.xkey_seed_file("xkey.nk");
+        }
+        let config_path = dir.path().join("callout.toml");
+        config.write(&config_path).unwrap();
+        let service = opts.start_service.then(|| Service::start(&config_path));
+        Env {
+            idp,
+            key,
+            nats,
+            nats_config,
+            service,
+            dir,
+            claimed: Mutex::new(HashMap::new()),
+            decision_cursor: Mutex::new(0),
+        }
+    }
+
+    /// The in-process service.
+    pub fn service(&self) -> &Service {
+        self.service
+            .as_ref()
+            .expect("this Env was started without its service")
+    }
+
+    pub fn service_mut(&mut self) -> &mut Service {
+        self.service
+            .as_mut()
+            .expect("this Env was started without its service")
+    }
+
+    pub fn config_path(&self) -> PathBuf {
+        self.dir.path().join("callout.toml")
+    }
+
+    /// Claims of a valid token for `sub` with `scope`, expiring in 5 min.
+    pub fn claims(&self, sub: &str, scope: &str) -> Value {
+        let now = super::now();
+        json!({"iss": self.idp.issuer, "aud": AUDIENCE, "sub": sub, "scope": scope,
+               "iat": now, "exp": now + 300})
+    }
+
+    pub fn token(&self, sub: &str, scope: &str) -> String {
+        self.key.sign(&self.claims(sub, scope))
+    }
+
+    /// Asserts the connection was refused *by the service, with `reason`*:
+    /// the server logs the service's error text, which a timeout never has.
+    /// Each call claims one more such line than the calls before it, so a
+    /// second refusal with the same reason is never proven by the first
+    /// one's line; with the in-process service it also claims the decision.
+    pub async fn assert_refused(
+        &self,
+        result: Result<Client, async_nats::ConnectError>,
+        reason: &str,
+    ) {
+        match result {
+            Ok(_) => panic!("connection was accepted; expected refusal with {reason:?}"),
+            Err(e) => assert_eq!(
+                e.kind(),
+                async_nats::ConnectErrorKind::AuthorizationViolation,
+                "unexpected connect error: {e}"
+            ),
+        }
+        let needle = format!("Auth callout service returned an error: {reason}");
+        let want = {
+            let mut claimed = self.claimed.lock().unwrap();
+            let n = claimed.entry(needle.clone()).or_default();
+            *n += 1;
+            *n
+        };
+        let seen = wait_until_async(Duration::from_secs(5), || async {
+            self.nats.count(&needle) >= want
+        })
+        .await;
+        assert!(
+            seen,
+            "server log has {} of {want} lines {needle:?}:\n{}\nservice log:\n{}",
+            self.nats.count(&needle),
+            self.nats.log(),
+            self.service.as_ref().map(Service::log).unwrap_or_default()
+        );
+        if self.service.is_some() {
+            self.claim_decision("deny", reason).await;
+        }
+    }
+
+    /// The next decision (after those already claimed) with this result
+    /// whose reason contains `reason` (an allow has none: pass ""); it is
+    /// claimed, so the next call looks past it.
+    pub async fn claim_decision(&self, decision: &str, reason: &str) -> Map<String, Value> {
+        let matches = |d: &Map<String, Value>| {
+            d["decision"] == decision
+                && d.get("reason")
+                    .and_then(Value::as_str)
+                    .unwrap_or("")
+                    .contains(reason)
+        };
+        let deadline = std::time::Instant::now() + Duration::from_secs(5);
+        let found = loop {
+            let cursor = *self.decision_cursor.lock().unwrap();
+            let hit = self
+                .service()
+                .decisions()
+                .into_iter()
+                .enumerate()
+                .skip(cursor)
+                .find(|(_, d)| matches(d));
+            if hit.is_some() || std::time::Instant::now() >= deadline {
+                break hit;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        };
+        assert!(
+            found.is_some(),
+            "no new {decision} decision with {reason:?}; decisions: {:#?}",
+            self.service().decisions()
+        );
+        let (i, d) = found.expect("found");
+        *self.decision_cursor.lock().unwrap() = i + 1;
+        d
+    }
+}
