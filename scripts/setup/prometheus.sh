@@ -17,8 +17,10 @@ if ! installed; then
     exit 1
   fi
   apt-get update -qq
-  # Only the binaries are wanted: no node exporter (a Recommends), and
-  # the tests start their own Prometheus, never the packaged daemon.
+  # Only the binaries are wanted: no node exporter (a Recommends). The
+  # tests start their own Prometheus on loopback; on a host running
+  # systemd the package also starts its own service on :9090, which the
+  # tests never use (`systemctl disable --now prometheus` stops it).
   DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends --allow-downgrades \
     "prometheus=$PROMETHEUS_DEB_VERSION" >/dev/null
   installed || { echo "setup: prometheus $PROMETHEUS_DEB_VERSION did not install" >&2; exit 1; }
