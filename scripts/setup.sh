@@ -52,6 +52,8 @@ if ! { [ -x "$fuzz" ] && "$fuzz" --version | grep -q "$CARGO_FUZZ_VERSION"; }; t
 fi
 echo "cargo-fuzz $CARGO_FUZZ_VERSION: $fuzz"
 
+bash "$root/scripts/setup/prometheus.sh"
+
 # docker-compose (Debian's package) only validates docker-compose.yml here;
 # no container engine is needed for that.
 if ! command -v docker-compose >/dev/null; then
