@@ -6,3 +6,4 @@
 mod support;
 
 mod oidc_provider;
+mod prometheus;

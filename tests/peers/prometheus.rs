@@ -5,14 +5,12 @@
 //! does to the service (denials, an IdP outage, NATS and the service going
 //! away).
 
-mod common;
-
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::*;
+use crate::support::*;
 use jsonwebtoken::Algorithm;
 use nats_oidc_callout::issuer::LocalKey;
 use serde_json::Value;
@@ -403,10 +401,8 @@ fn panels(dashboard: &Value) -> Vec<Value> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn prometheus_finds_every_dashboard_and_alert_series_and_alerts_fire_on_outages() {
-    let http_port = free_port();
-    let extra = format!("[http]\nlisten = \"127.0.0.1:{http_port}\"\n");
     let mut env = Env::start(EnvOptions {
-        config_extra: &extra,
+        config_extra: "[http]\nlisten = \"127.0.0.1:0\"\n",
         // Refresh every second, so an outage shows as failed fetches at once.
         issuer_extra: "jwks_refresh = \"1s\"",
         ..Default::default()
@@ -422,6 +418,7 @@ async fn prometheus_finds_every_dashboard_and_alert_series_and_alerts_fire_on_ou
         .is_err());
 
     let shipped = std::fs::read_to_string(repo("deploy/prometheus/alerts.yml")).unwrap();
+    let http_port = env.service().http.expect("http bound").port();
     let prom = Prometheus::start(http_port, &rules_without_for(&shipped));
     prom.wait_ready().await;
     let up = wait_until_async(Duration::from_secs(30), || async {
@@ -595,7 +592,7 @@ async fn prometheus_finds_every_dashboard_and_alert_series_and_alerts_fire_on_ou
     prom.wait_firing("NatsOidcCalloutNoInstanceAnswering", &[])
         .await;
     // The service itself goes away: its target is down.
-    env.service.stop();
+    env.service_mut().stop().expect("the service stops");
     prom.wait_firing("NatsOidcCalloutInstanceDown", &[("job", JOB)])
         .await;
 }
