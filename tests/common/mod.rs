@@ -200,12 +200,28 @@ impl NatsServer {
 
 /// Config-mode nats-server config delegating to the callout.
 pub fn callout_server_config(port: u16, issuer: &str, xkey: Option<&str>) -> String {
+    callout_server_config_with(port, issuer, xkey, false)
+}
+
+/// The same, with JetStream enabled for the APP account when `app_jetstream`
+/// (MQTT keeps its sessions in the target account's streams).
+pub fn callout_server_config_with(
+    port: u16,
+    issuer: &str,
+    xkey: Option<&str>,
+    app_jetstream: bool,
+) -> String {
     let xkey = xkey.map(|x| format!("xkey: {x}")).unwrap_or_default();
+    let app = if app_jetstream {
+        "jetstream: enabled"
+    } else {
+        ""
+    };
     format!(
         r#"listen: 127.0.0.1:{port}
 accounts {{
   AUTH {{ users: [ {{ user: auth, password: authpw }} ] }}
-  APP {{}}
+  APP {{ {app} }}
   OTHER {{}}
   SYS {{}}
 }}
@@ -383,11 +399,25 @@ pub struct NodeIdp {
     client_secret: String,
     /// The resource indicator: the `aud` of every token.
     pub resource: String,
+    /// A public client for the authorization code flow with PKCE (client id,
+    /// redirect URI), with oidc-provider's development login pages.
+    browser_client: Option<(String, String)>,
     starts: usize,
 }
 
 impl NodeIdp {
     pub fn start() -> NodeIdp {
+        Self::start_with(None)
+    }
+
+    /// Also serves the public client `client_id` (authorization code + PKCE)
+    /// redirecting to `redirect_uri`, and a login form that takes any name
+    /// (the token's `sub`) and any password.
+    pub fn start_with_browser_client(client_id: &str, redirect_uri: &str) -> NodeIdp {
+        Self::start_with(Some((client_id.to_owned(), redirect_uri.to_owned())))
+    }
+
+    fn start_with(browser_client: Option<(String, String)>) -> NodeIdp {
         let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/idp/provider.mjs");
         let module =
             Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/idp/node_modules/oidc-provider");
@@ -403,6 +433,7 @@ impl NodeIdp {
             client_id: "ci-job".into(),
             client_secret: format!("test-secret-{}", nkeys::KeyPair::new_user().public_key()),
             resource: "https://nats.example.test".into(),
+            browser_client,
             starts: 0,
         };
         idp.launch();
@@ -417,6 +448,10 @@ impl NodeIdp {
             .env("IDP_CLIENT_ID", &self.client_id)
             .env("IDP_CLIENT_SECRET", &self.client_secret)
             .env("IDP_RESOURCE", &self.resource);
+        if let Some((client_id, redirect_uri)) = &self.browser_client {
+            cmd.env("IDP_BROWSER_CLIENT_ID", client_id)
+                .env("IDP_BROWSER_REDIRECT_URI", redirect_uri);
+        }
         self.starts += 1;
         let log = self.dir.path().join(format!("idp.{}.log", self.starts));
         self.proc = Some(Proc::spawn(cmd, log.clone()));
@@ -575,6 +610,11 @@ pub struct EnvOptions<'a> {
     pub nats_extra: &'a str,
     /// Lines for the service's own `[nats]` table.
     pub service_nats_extra: &'a str,
+    /// The `[[issuer]]` name policy rules refer to.
+    pub issuer_name: &'a str,
+    /// JetStream for the APP account (the server config must then have a
+    /// `jetstream {}` block and a `server_name`, through `nats_extra`).
+    pub app_jetstream: bool,
 }
 
 impl Default for EnvOptions<'_> {
@@ -590,6 +630,8 @@ impl Default for EnvOptions<'_> {
             config_extra: "",
             nats_extra: "",
             service_nats_extra: "",
+            issuer_name: "corp",
+            app_jetstream: false,
         }
     }
 }
@@ -657,7 +699,7 @@ issuer_seed_file = "issuer.nk"
 {token_extra}
 
 [[issuer]]
-name = "corp"
+name = "{issuer_name}"
 issuer = "{issuer}"
 audience = ["{audience}"]
 algorithms = ["RS256", "ES256"]
@@ -676,15 +718,17 @@ file = "policy.toml"
             policy_extra = opts.policy_extra,
             config_extra = opts.config_extra,
             service_nats_extra = opts.service_nats_extra,
+            issuer_name = opts.issuer_name,
             issuer_extra = opts.issuer_extra.replace("{idp}", &idp.issuer),
         );
         let config_path = dir.path().join("callout.toml");
         std::fs::write(&config_path, config).unwrap();
         let xkey_pub = xkey.public_key();
-        let nats_config = callout_server_config(
+        let nats_config = callout_server_config_with(
             port,
             &account.public_key(),
             opts.xkey.then_some(xkey_pub.as_str()),
+            opts.app_jetstream,
         );
         let nats = NatsServer::start(port, &format!("{nats_config}\n{}", opts.nats_extra));
         let service = Service::start(&config_path);
@@ -878,4 +922,70 @@ pub async fn storm(url: &str, tokens: Vec<String>) -> usize {
 pub async fn http_get(url: &str) -> (u16, String) {
     let r = reqwest::get(url).await.expect("http get");
     (r.status().as_u16(), r.text().await.unwrap())
+}
+
+/// Copies of the authorization requests the server sends, read by the
+/// callout account's own user beside the service: a plain subscription
+/// outside the service's queue group that never answers. Requests must not
+/// be sealed (`xkey: false`).
+pub struct RequestTap {
+    _client: async_nats::Client,
+    requests: async_nats::Subscriber,
+}
+
+impl RequestTap {
+    pub async fn start(url: &str) -> RequestTap {
+        let client = connect_user_pass(url, "auth", "authpw")
+            .await
+            .expect("the callout account's own user connects")
+            .nats;
+        let requests = client
+            .subscribe("$SYS.REQ.USER.AUTH")
+            .await
+            .expect("subscribe to the requests");
+        client.flush().await.expect("flush the tap");
+        RequestTap {
+            _client: client,
+            requests,
+        }
+    }
+
+    /// The `nats` body of the next request for which `wanted` holds, within
+    /// `limit`. The caller must not print `connect_opts`: it holds the token.
+    pub async fn next_where(&mut self, limit: Duration, wanted: impl Fn(&Value) -> bool) -> Value {
+        use base64::Engine;
+        let deadline = tokio::time::Instant::now() + limit;
+        loop {
+            let msg =
+                tokio::time::timeout_at(deadline, futures::StreamExt::next(&mut self.requests))
+                    .await
+                    .unwrap_or_else(|_| {
+                        panic!("no matching authorization request within {limit:?}")
+                    })
+                    .expect("tap subscription open");
+            let jwt = std::str::from_utf8(&msg.payload).expect("an unsealed request is text");
+            let payload = jwt.split('.').nth(1).expect("a JWT has a payload");
+            let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
+                .decode(payload)
+                .expect("base64url payload");
+            let claims: Value = serde_json::from_slice(&bytes).expect("JSON payload");
+            if wanted(&claims["nats"]) {
+                return claims["nats"].clone();
+            }
+        }
+    }
+
+    /// A request body safe to print: credentials replaced by their length.
+    pub fn redacted(request: &Value) -> Value {
+        let mut out = request.clone();
+        if let Some(opts) = out["connect_opts"].as_object_mut() {
+            for key in ["auth_token", "pass", "jwt", "sig"] {
+                if let Some(v) = opts.get_mut(key) {
+                    let len = v.as_str().map_or(0, str::len);
+                    *v = Value::String(format!("<{len} bytes>"));
+                }
+            }
+        }
+        out
+    }
 }
