@@ -273,15 +273,30 @@ async fn a_signed_in_page_uses_nats_over_websocket_within_its_grant() {
     let via_cookie = tap
         .next_where(LIMIT, request("browser-example-cookie"))
         .await;
+    eprintln!(
+        "request for a browser client with the token in the cookie: {}",
+        RequestTap::redacted(&via_cookie)
+    );
     assert_eq!(
         via_cookie["connect_opts"]["auth_token"], first["connect_opts"]["auth_token"],
         "the server put the cookie's token into auth_token"
     );
 
+    // The service's decisions, one audit line each.
     let log = env.service.log();
+    let decision = |name: &str| {
+        log.lines()
+            .find(|l| l.contains("authorization decision") && l.contains(name))
+            .unwrap_or_else(|| panic!("no decision for {name}:\n{log}"))
+    };
+    let allowed = decision("client_name=\"browser-example\"");
+    for part in ["decision=\"allow\"", "subject=\"alice\"", "rules=browsers"] {
+        assert!(allowed.contains(part), "{allowed}");
+    }
+    let denied = decision("client_name=\"browser-example-no-token\"");
     assert!(
-        log.contains("decision=\"allow\"") && log.contains("rules=browsers"),
-        "{log}"
+        denied.contains("decision=\"deny\"") && denied.contains("no token presented"),
+        "{denied}"
     );
 
     // The same access token over plain NATS: the rule is WebSocket-only.

@@ -171,6 +171,16 @@ fn of_kind<'a>(events: &'a [Value], kind: &str) -> Vec<&'a Value> {
     events.iter().filter(|e| e["event"] == kind).collect()
 }
 
+/// The service's audit line for the token subject `sub`.
+fn decision_of(env: &Env, sub: &str) -> String {
+    let log = env.service.log();
+    let needle = format!("subject=\"{sub}\"");
+    log.lines()
+        .find(|l| l.contains("authorization decision") && l.contains(&needle))
+        .unwrap_or_else(|| panic!("no decision for {sub}:\n{log}"))
+        .to_owned()
+}
+
 fn recipe() -> String {
     std::fs::read_to_string(root().join("policies/mqtt.toml")).expect("policies/mqtt.toml")
 }
@@ -257,10 +267,10 @@ async fn devices_and_consoles_talk_over_mqtt_within_the_recipe() {
     assert!(req["connect_opts"]["pass"]
         .as_str()
         .is_some_and(|p| !p.is_empty()));
-    let log = m.env.service.log();
+    let line = decision_of(&m.env, "d1");
     assert!(
-        log.contains("decision=\"allow\"") && log.contains("rules=devices"),
-        "{log}"
+        line.contains("decision=\"allow\"") && line.contains("rules=devices"),
+        "{line}"
     );
 }
 
@@ -293,6 +303,25 @@ async fn mqtt_refusals_subscription_0x80_and_connack() {
     );
     assert!(m.env.nats.log().contains("Subscription Violation"));
 
+    // A publish outside the grant is dropped and logged; MQTT 3.1.1 has no
+    // way to say so, and the server still acknowledges it at QoS 1.
+    let (status, events) = m
+        .device(
+            "d1",
+            "d1",
+            "device",
+            &["--pub", "devices/d2/telemetry=spoofed"],
+        )
+        .finish();
+    assert!(status.success(), "{events:?}");
+    assert_eq!(
+        of_kind(&events, "published"),
+        vec![&json!({"event": "published", "topic": "devices/d2/telemetry", "done": true})]
+    );
+    assert!(wait_until(LIMIT, || m.env.nats.log().contains(
+        "Publish Violation - Subject \"devices.d2.telemetry\""
+    )));
+
     // A token no rule grants: CONNACK "not authorized", reason in the server log.
     let (status, events) = m.device("d3", "d3", "telemetry:read", &[]).finish();
     assert!(!status.success());
@@ -305,6 +334,11 @@ async fn mqtt_refusals_subscription_0x80_and_connack() {
         wait_until(LIMIT, || m.env.nats.log().contains(needle)),
         "server log lacks {needle:?}:\n{}",
         m.env.nats.log()
+    );
+    let line = decision_of(&m.env, "d3");
+    assert!(
+        line.contains("decision=\"deny\"") && line.contains("no rule grants access"),
+        "{line}"
     );
 }
 
@@ -404,6 +438,31 @@ async fn mqtt_filters_need_their_mapped_subjects_granted() {
         .nats
         .log()
         .contains("Subscription Violation - Subject \"lab.a\""));
+
+    // QoS 2 needs nothing more either (its PUBREL deliveries are internal too).
+    let (status, events) = m
+        .device(
+            "a2",
+            "a",
+            "children-only",
+            &[
+                "--qos",
+                "2",
+                "--sub",
+                "lab/a/+",
+                "--pub",
+                "lab/a/y=q2",
+                "--expect",
+                "1",
+            ],
+        )
+        .finish();
+    assert!(status.success(), "{events:?}");
+    assert_eq!(of_kind(&events, "suback")[0]["code"], 2);
+    assert_eq!(
+        of_kind(&events, "message"),
+        vec![&json!({"event": "message", "topic": "lab/a/y", "payload": "q2", "qos": 2})]
+    );
 
     // Denying `$MQTT.>` leaves QoS 0 working but refuses QoS 1 subscriptions:
     // their JetStream consumers deliver on `$MQTT.sub.<id>`.

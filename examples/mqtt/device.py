@@ -6,7 +6,7 @@ subscription is answered, and waits for messages.
 Each event is printed as one JSON line, for people and scripts alike:
   {"event": "connack", "code": 0, "reason": "Success"}
   {"event": "suback", "topic": "devices/d1/commands/#", "code": 1, "granted": true}
-  {"event": "published", "topic": "devices/d1/telemetry/temp"}
+  {"event": "published", "topic": "devices/d1/telemetry/temp", "done": true}
   {"event": "message", "topic": "devices/d1/commands/reboot", "payload": "now", "qos": 1}
 A refused subscription is code 128 (SUBACK 0x80); a refused token is a
 CONNACK failure (code 135, "Not authorized"). Exit status 0 when connected and
@@ -25,8 +25,13 @@ import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
 
 
+_out = threading.Lock()
+
+
 def emit(**event):
-    print(json.dumps(event), flush=True)
+    # Callbacks run on paho's thread and on the publisher's: one line each.
+    with _out:
+        print(json.dumps(event), flush=True)
 
 
 def main():
@@ -59,8 +64,10 @@ def main():
     def publish_all(client):
         for item in args.pub:
             topic, _, payload = item.partition("=")
-            client.publish(topic, payload, qos=args.qos).wait_for_publish(args.timeout)
-            emit(event="published", topic=topic)
+            info = client.publish(topic, payload, qos=args.qos)
+            info.wait_for_publish(args.timeout)
+            # QoS 0: sent; QoS 1/2: acknowledged by the server.
+            emit(event="published", topic=topic, done=info.is_published())
         with lock:
             state["published"] = True
         check_done()
