@@ -144,8 +144,9 @@ async function useNats(config, token) {
 /**
  * nats-server's `token_cookie`: the server reads the token from this cookie
  * on the WebSocket upgrade when CONNECT carries none. Cookies ignore ports,
- * so one set by this page goes to the NATS host too. A backend would
- * normally set it HttpOnly; the page sets it here only to show the path.
+ * so one set by this page goes to a NATS WebSocket on the same host. A
+ * backend would normally set it HttpOnly; the page sets it here only to
+ * show the path.
  */
 async function useCookie(config, token, subject) {
   const name = config.token_cookie;
