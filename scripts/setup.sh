@@ -66,3 +66,5 @@ if ! command -v docker-compose >/dev/null; then
   fi
 fi
 echo "docker-compose: $(command -v docker-compose)"
+bash "$root/scripts/setup/mqtt.sh"
+bash "$root/scripts/setup/browser.sh"

@@ -3,6 +3,10 @@
 // Configured by environment (set by tests/common/mod.rs):
 //   IDP_PORT, IDP_KEYSTORE (private JWKS file; created with a new RSA key
 //   when absent), IDP_CLIENT_ID, IDP_CLIENT_SECRET, IDP_RESOURCE (audience).
+// With IDP_BROWSER_CLIENT_ID and IDP_BROWSER_REDIRECT_URI it also serves a
+// public client (no secret) for the authorization code flow with PKCE, and
+// oidc-provider's development login and consent pages (any login name
+// becomes the token's `sub`; any password is accepted).
 import { generateKeyPairSync, randomUUID } from 'node:crypto';
 import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import Provider from 'oidc-provider';
@@ -26,19 +30,37 @@ if (!existsSync(keystore)) {
   writeFileSync(keystore, JSON.stringify({ keys: [jwk] }), { mode: 0o600 });
 }
 
-const provider = new Provider(`http://127.0.0.1:${port}`, {
-  clients: [{
-    client_id: need('IDP_CLIENT_ID'),
-    client_secret: need('IDP_CLIENT_SECRET'),
-    grant_types: ['client_credentials'],
-    redirect_uris: [],
-    response_types: [],
+const clients = [{
+  client_id: need('IDP_CLIENT_ID'),
+  client_secret: need('IDP_CLIENT_SECRET'),
+  grant_types: ['client_credentials'],
+  redirect_uris: [],
+  response_types: [],
+  scope: scopes,
+}];
+const browser = process.env.IDP_BROWSER_CLIENT_ID;
+if (browser) {
+  clients.push({
+    client_id: browser,
+    token_endpoint_auth_method: 'none',
+    grant_types: ['authorization_code'],
+    response_types: ['code'],
+    redirect_uris: [need('IDP_BROWSER_REDIRECT_URI')],
     scope: scopes,
-  }],
+  });
+}
+
+const provider = new Provider(`http://127.0.0.1:${port}`, {
+  clients,
+  // PKCE (S256) for every authorization code; CORS for a public client's
+  // token requests only from the origin of its redirect URIs.
+  pkce: { required: () => true },
+  clientBasedCORS: (ctx, origin, client) => client.clientAuthMethod === 'none'
+    && client.redirectUris.some((uri) => new URL(uri).origin === origin),
   jwks: JSON.parse(readFileSync(keystore, 'utf8')),
   scopes: scopes.split(' '),
   features: {
-    devInteractions: { enabled: false },
+    devInteractions: { enabled: Boolean(browser) },
     clientCredentials: { enabled: true },
     resourceIndicators: {
       enabled: true,

@@ -5,5 +5,7 @@
 #[path = "../support/mod.rs"]
 mod support;
 
+mod browser;
+mod mqtt;
 mod oidc_provider;
 mod prometheus;

@@ -13,7 +13,7 @@ use serde_json::{json, Map, Value};
 
 use super::client::Client;
 use super::idp::Idp;
-use super::nats::{callout_server_config, NatsServer, PORT};
+use super::nats::{callout_server_config_with, NatsServer, PORT};
 use super::process::{wait_until_async, write_secret};
 use super::service::Service;
 
@@ -39,6 +39,11 @@ pub struct EnvOptions<'a> {
     pub service_nats_extra: &'a str,
     /// Start the in-process service (off: the test starts the binary).
     pub start_service: bool,
+    /// The `[[issuer]]` name policy rules refer to.
+    pub issuer_name: &'a str,
+    /// JetStream for the APP account (the server config must then have a
+    /// `jetstream {}` block and a `server_name`, through `nats_extra`).
+    pub app_jetstream: bool,
 }
 
 impl Default for EnvOptions<'_> {
@@ -55,6 +60,8 @@ impl Default for EnvOptions<'_> {
             nats_extra: "",
             service_nats_extra: "",
             start_service: true,
+            issuer_name: "corp",
+            app_jetstream: false,
         }
     }
 }
@@ -109,10 +116,11 @@ impl Env {
         }
         std::fs::write(dir.path().join("policy.toml"), opts.policy).unwrap();
         let xkey_pub = xkey.public_key();
-        let nats_config = callout_server_config(
+        let nats_config = callout_server_config_with(
             PORT,
             &account.public_key(),
             opts.xkey.then_some(xkey_pub.as_str()),
+            opts.app_jetstream,
         );
         let nats = NatsServer::start_any_port(&format!("{nats_config}\n{}", opts.nats_extra));
 
@@ -124,7 +132,7 @@ impl Env {
             .nats_lines(opts.service_nats_extra)
             .token_lines(opts.token_extra)
             .issuer(
-                IssuerBuilder::new("corp", issuer, &[audience])
+                IssuerBuilder::new(opts.issuer_name, issuer, &[audience])
                     .algorithms(&["RS256", "ES256"])
                     .set("leeway", "\"2s\"")
                     .lines(&opts.issuer_extra.replace("{idp}", &idp.issuer)),

@@ -193,11 +193,25 @@ pub struct NodeIdp {
     client_secret: String,
     /// The resource indicator: the `aud` of every token.
     pub resource: String,
+    /// A public client for the authorization code flow with PKCE (client id,
+    /// redirect URI), with oidc-provider's development login pages.
+    browser_client: Option<(String, String)>,
     starts: usize,
 }
 
 impl NodeIdp {
     pub fn start() -> NodeIdp {
+        Self::start_with(None)
+    }
+
+    /// Also serves the public client `client_id` (authorization code + PKCE)
+    /// redirecting to `redirect_uri`, and a login form that takes any name
+    /// (the token's `sub`) and any password.
+    pub fn start_with_browser_client(client_id: &str, redirect_uri: &str) -> NodeIdp {
+        Self::start_with(Some((client_id.to_owned(), redirect_uri.to_owned())))
+    }
+
+    fn start_with(browser_client: Option<(String, String)>) -> NodeIdp {
         let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/idp/provider.mjs");
         let module =
             Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/idp/node_modules/oidc-provider");
@@ -213,6 +227,7 @@ impl NodeIdp {
             client_id: "ci-job".into(),
             client_secret: format!("test-secret-{}", nkeys::KeyPair::new_user().public_key()),
             resource: "https://nats.example.test".into(),
+            browser_client,
             starts: 0,
         };
         idp.launch();
@@ -227,6 +242,10 @@ impl NodeIdp {
             .env("IDP_CLIENT_ID", &self.client_id)
             .env("IDP_CLIENT_SECRET", &self.client_secret)
             .env("IDP_RESOURCE", &self.resource);
+        if let Some((client_id, redirect_uri)) = &self.browser_client {
+            cmd.env("IDP_BROWSER_CLIENT_ID", client_id)
+                .env("IDP_BROWSER_REDIRECT_URI", redirect_uri);
+        }
         self.starts += 1;
         let log = self.dir.path().join(format!("idp.{}.log", self.starts));
         self.proc = Some(Proc::spawn(cmd, log.clone()));

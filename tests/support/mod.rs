@@ -11,6 +11,7 @@ pub mod idp;
 pub mod nats;
 pub mod process;
 pub mod service;
+pub mod tap;
 
 pub use client::*;
 pub use env::*;
@@ -18,6 +19,7 @@ pub use idp::*;
 pub use nats::*;
 pub use process::*;
 pub use service::*;
+pub use tap::*;
 
 /// Now, in Unix seconds.
 pub fn now() -> i64 {

@@ -159,12 +159,28 @@ pub fn callout_server_config(
     issuer: &str,
     xkey: Option<&str>,
 ) -> String {
+    callout_server_config_with(port, issuer, xkey, false)
+}
+
+/// The same, with JetStream enabled for the APP account when `app_jetstream`
+/// (MQTT keeps its sessions in the target account's streams).
+pub fn callout_server_config_with(
+    port: impl std::fmt::Display,
+    issuer: &str,
+    xkey: Option<&str>,
+    app_jetstream: bool,
+) -> String {
     let xkey = xkey.map(|x| format!("xkey: {x}")).unwrap_or_default();
+    let app = if app_jetstream {
+        "jetstream: enabled"
+    } else {
+        ""
+    };
     format!(
         r#"listen: 127.0.0.1:{port}
 accounts {{
   AUTH {{ users: [ {{ user: auth, password: authpw }} ] }}
-  APP {{}}
+  APP {{ {app} }}
   OTHER {{}}
   SYS {{}}
 }}
