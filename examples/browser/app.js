@@ -127,7 +127,8 @@ async function useNats(config, token) {
   const forbidden = config.forbidden_subject.replaceAll('{sub}', sub);
   const result = { sub };
 
-  const nc = await wsconnect({ servers: config.nats_url, token, name: 'browser-example' });
+  // Replies come to this user's own inbox prefix, the only one its grant allows.
+  const nc = await wsconnect({ servers: config.nats_url, token, name: 'browser-example', inboxPrefix: `_INBOX.${sub}` });
   log(`connected to ${nc.getServer()} as ${sub}`);
   result.received = await roundTrip(nc, subject, `hello from ${sub}`);
   log(`${subject}: published and received "${result.received}"`);
@@ -161,7 +162,7 @@ async function useCookie(config, token, subject) {
   document.cookie = `${name}=${token}; Path=/; SameSite=Strict`;
   let nc;
   try {
-    nc = await wsconnect({ servers: config.nats_url, name: 'browser-example-cookie' });
+    nc = await wsconnect({ servers: config.nats_url, name: 'browser-example-cookie', inboxPrefix: `_INBOX.${subjectOf(token)}` });
   } finally {
     // Read once, at the WebSocket upgrade.
     document.cookie = `${name}=; Path=/; Max-Age=0; SameSite=Strict`;
