@@ -40,6 +40,11 @@ pub struct Config {
     pub http: Option<HttpConfig>,
     #[serde(default)]
     pub audit: AuditConfig,
+    /// A system-account user: closes and lists live connections.
+    #[serde(default)]
+    pub system: Option<crate::system::SystemConfig>,
+    #[serde(default)]
+    pub revocation: crate::revocation::RevocationConfig,
     /// Directory of the config file; relative paths are taken from here.
     #[serde(skip)]
     pub base_dir: PathBuf,
@@ -375,6 +380,10 @@ impl Config {
                 )));
             }
         }
+        if let Some(system) = &self.system {
+            system.check().map_err(|m| self.semantic(m))?;
+        }
+        self.revocation.check().map_err(|m| self.semantic(m))?;
         if self.token.sources.is_empty() {
             return Err(self.semantic("[token] sources must name at least one field".into()));
         }

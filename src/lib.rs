@@ -4,6 +4,7 @@
 pub mod authorize;
 pub mod cli;
 pub mod config;
+pub mod connection;
 pub mod doctor;
 pub mod duration;
 pub mod http;
@@ -12,4 +13,7 @@ pub mod location;
 pub mod metrics;
 pub mod policy;
 pub mod protocol;
+pub mod revocation;
 pub mod service;
+pub mod session;
+pub mod system;
