@@ -10,8 +10,8 @@
 //! - `account` = the target account (its name in config mode, its public
 //!   key in operator mode);
 //! - **not** the JWT's `tags` (only users who present a JWT get them), not
-//!   `jwt` (cleared), not the user nkey, not `name_tag`; `issuer_key` is the
-//!   account, not the service.
+//!   `jwt` (cleared), not the user nkey; `issuer_key` and `name_tag` name the
+//!   target account (in config mode both are its name), not the user.
 //!
 //! So the `name` is the only identity CONNZ carries: `<issuer name>/<subject>`.
 //! The jti, client ids, user nkey, rules and expiry of a session are known
@@ -130,7 +130,14 @@ mod tests {
     #[test]
     fn names_of_unknown_issuers_and_plain_users_are_not_sessions() {
         let issuers = ["corp"];
-        for name in ["auth", "other/alice", "corpx/alice", "corp", "", "[REDACTED]"] {
+        for name in [
+            "auth",
+            "other/alice",
+            "corpx/alice",
+            "corp",
+            "",
+            "[REDACTED]",
+        ] {
             assert_eq!(split_user_name(name, &issuers), None, "{name:?}");
         }
     }

@@ -80,9 +80,11 @@ impl SystemConfig {
         ];
         match secrets.iter().filter(|s| **s).count() {
             0 => {
-                return Err("[system] needs credentials: user + password/password_file, token, \
+                return Err(
+                    "[system] needs credentials: user + password/password_file, token, \
                             nkey_seed_file or creds_file"
-                    .into())
+                        .into(),
+                )
             }
             1 => {}
             _ => {
@@ -456,13 +458,11 @@ impl SystemClient {
         for (id, first) in pages {
             let server = first.server.clone();
             match self.rest_of_connz(first, &options).await {
-                Ok(conns) => gather
-                    .connections
-                    .extend(conns.into_iter().map(|mut c| {
-                        c.server_id = server.id.clone();
-                        c.server_name = server.name.clone();
-                        c
-                    })),
+                Ok(conns) => gather.connections.extend(conns.into_iter().map(|mut c| {
+                    c.server_id = server.id.clone();
+                    c.server_name = server.name.clone();
+                    c
+                })),
                 Err(e) => gather.errors.push((id, e)),
             }
             gather.servers.push(server);
@@ -510,11 +510,7 @@ impl SystemClient {
 
     /// Publishes a `$SYS.REQ.SERVER.PING.<what>` request; every server
     /// replies on the returned subscription.
-    async fn ping(
-        &self,
-        what: &str,
-        body: String,
-    ) -> Result<async_nats::Subscriber, SystemError> {
+    async fn ping(&self, what: &str, body: String) -> Result<async_nats::Subscriber, SystemError> {
         let subject = format!("$SYS.REQ.SERVER.PING.{what}");
         let fail = |reason: String| SystemError::Request {
             subject: subject.clone(),
@@ -530,10 +526,7 @@ impl SystemClient {
             .publish_with_reply(subject.clone(), inbox, body.into())
             .await
             .map_err(|e| fail(e.to_string()))?;
-        self.client
-            .flush()
-            .await
-            .map_err(|e| fail(e.to_string()))?;
+        self.client.flush().await.map_err(|e| fail(e.to_string()))?;
         Ok(sub)
     }
 }
@@ -606,7 +599,10 @@ mod tests {
         assert_eq!(replicas_for(&[server(true, None)]), 1);
         assert_eq!(replicas_for(&[server(true, None), server(true, None)]), 2);
         // One node is down, but the meta leader knows the cluster has five.
-        assert_eq!(replicas_for(&[server(true, Some(5)), server(true, None)]), 3);
+        assert_eq!(
+            replicas_for(&[server(true, Some(5)), server(true, None)]),
+            3
+        );
         assert_eq!(replicas_for(&[server(false, None), server(false, None)]), 1);
     }
 }

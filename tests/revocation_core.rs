@@ -210,7 +210,12 @@ async fn responder(nodes: &Nodes) -> Responder {
             let req = request.nats;
             let token: Value = serde_json::from_str(&req.connect_opts.auth_token).unwrap();
             let name = token["name"].as_str().map_or_else(
-                || user_name(token["iss"].as_str().unwrap(), token["sub"].as_str().unwrap()),
+                || {
+                    user_name(
+                        token["iss"].as_str().unwrap(),
+                        token["sub"].as_str().unwrap(),
+                    )
+                },
                 str::to_owned,
             );
             let all = Permission {
@@ -295,10 +300,12 @@ async fn connz_shows_the_issued_name_and_nothing_else_of_the_user_jwt() {
     let nodes = Nodes::start(1);
     let sys = nodes.ready().await;
     let _callout = responder(&nodes).await;
+    let mut clients = Vec::new();
     for sub in awkward_subjects() {
         let name = user_name("corp", &sub);
         let tok = json!({"iss": "corp", "sub": sub, "tags": ["jti:tok-1", "client:web"]});
-        let (_client, server_id, cid) = user(&nodes, 0, &tok.to_string()).await;
+        let (client, server_id, cid) = user(&nodes, 0, &tok.to_string()).await;
+        clients.push(client);
         // The `user` filter matches the issued name exactly.
         let query = ConnzQuery {
             user: Some(name.clone()),
@@ -307,25 +314,40 @@ async fn connz_shows_the_issued_name_and_nothing_else_of_the_user_jwt() {
         let gather = sys.connz(&query).await.unwrap();
         assert!(gather.complete(), "{gather:?}");
         assert_eq!(gather.connections.len(), 1, "{name:?}: {gather:?}");
+        assert_eq!(gather.servers.len(), 1);
         let conn = &gather.connections[0];
-        assert_eq!((conn.server_id.as_str(), conn.cid), (server_id.as_str(), cid));
+        assert_eq!(
+            (conn.server_id.as_str(), conn.cid),
+            (server_id.as_str(), cid)
+        );
         assert_eq!(conn.authorized_user, name);
         assert_eq!(conn.account, "APP");
         // What the user JWT carried besides its name does not show.
         assert!(conn.tags.is_empty(), "{conn:?}");
         assert!(conn.jwt.is_empty(), "{conn:?}");
-        assert!(conn.name_tag.is_empty(), "{conn:?}");
-        assert_ne!(conn.issuer_key, nodes.issuer.public_key());
+        // Both name the target account (config mode: its name), not the service.
+        assert_eq!(
+            (conn.issuer_key.as_str(), conn.name_tag.as_str()),
+            ("APP", "APP")
+        );
         let facts = SessionFacts::from_connz(conn, &["corp"]).unwrap();
-        assert_eq!((facts.issuer.as_str(), facts.subject.as_str()), ("corp", sub.as_str()));
+        assert_eq!(
+            (facts.issuer.as_str(), facts.subject.as_str()),
+            ("corp", sub.as_str())
+        );
         assert!(facts.start.is_some());
     }
     // The raw reply, for the record (cargo test -- --nocapture).
     let reply = sys
         .client()
         .request(
-            format!("$SYS.REQ.SERVER.{}.CONNZ", sys.servers().await.unwrap()[0].server.id),
-            json!({"auth": true, "user": "corp/alice"}).to_string().into(),
+            format!(
+                "$SYS.REQ.SERVER.{}.CONNZ",
+                sys.servers().await.unwrap()[0].server.id
+            ),
+            json!({"auth": true, "user": "corp/alice"})
+                .to_string()
+                .into(),
         )
         .await
         .unwrap();
@@ -371,7 +393,10 @@ async fn revoke_unrevoke_and_list_round_trip_with_any_values() {
         .collect();
     selectors.push(Selector::UserNkey(nkey));
     for s in &selectors {
-        store.revoke(&revocation(s.clone(), None), now).await.unwrap();
+        store
+            .revoke(&revocation(s.clone(), None), now)
+            .await
+            .unwrap();
     }
     // Revoking again replaces (one entry per selector).
     let mut again = revocation(selectors[0].clone(), Some(now + 3600));
@@ -383,16 +408,27 @@ async fn revoke_unrevoke_and_list_round_trip_with_any_values() {
         assert!(listed.iter().any(|r| &r.selector == s), "{s} missing");
     }
     let first = listed.iter().find(|r| r.selector == selectors[0]).unwrap();
-    assert_eq!((first.reason.as_str(), first.expires_at), ("updated", Some(now + 3600)));
+    assert_eq!(
+        (first.reason.as_str(), first.expires_at),
+        ("updated", Some(now + 3600))
+    );
 
     assert!(store.unrevoke(&selectors[1], now).await.unwrap());
     assert!(!store.unrevoke(&selectors[1], now).await.unwrap());
-    assert!(!store.unrevoke(&Selector::Jti("never".into()), now).await.unwrap());
+    assert!(!store
+        .unrevoke(&Selector::Jti("never".into()), now)
+        .await
+        .unwrap());
     let listed = store.list(now).await.unwrap();
     assert_eq!(listed.len(), selectors.len() - 1);
     assert!(!listed.iter().any(|r| r.selector == selectors[1]));
     // Past its expiry a revocation is not listed (and unrevoke finds none).
-    assert!(!store.list(now + 3601).await.unwrap().iter().any(|r| r.selector == selectors[0]));
+    assert!(!store
+        .list(now + 3601)
+        .await
+        .unwrap()
+        .iter()
+        .any(|r| r.selector == selectors[0]));
     assert!(!store.unrevoke(&selectors[0], now + 3601).await.unwrap());
 }
 
@@ -432,21 +468,29 @@ async fn a_watcher_on_another_node_sees_revocations_and_their_removal() {
     assert!(set.matching(&bob, now_unix()).is_some());
     assert!(set.matching(&alice_presented(), now_unix()).is_none());
 
-    a.revoke(&revocation(subject("alice", Some("corp")), None), now_unix())
-        .await
-        .unwrap();
+    a.revoke(
+        &revocation(subject("alice", Some("corp")), None),
+        now_unix(),
+    )
+    .await
+    .unwrap();
     let seen = wait_until_async(Duration::from_secs(10), || async {
         set.matching(&alice_presented(), now_unix()).is_some()
     })
     .await;
     assert!(seen, "instance B never saw A's revocation");
     assert_eq!(
-        set.matching(&alice_presented(), now_unix()).unwrap().denial(),
+        set.matching(&alice_presented(), now_unix())
+            .unwrap()
+            .denial(),
         "revoked: laptop stolen"
     );
     assert_eq!(set.active(now_unix()), 2);
 
-    assert!(a.unrevoke(&subject("alice", Some("corp")), now_unix()).await.unwrap());
+    assert!(a
+        .unrevoke(&subject("alice", Some("corp")), now_unix())
+        .await
+        .unwrap());
     let lifted = wait_until_async(Duration::from_secs(10), || async {
         set.matching(&alice_presented(), now_unix()).is_none()
     })
@@ -480,6 +524,60 @@ async fn a_revocation_for_a_duration_lapses_and_the_server_removes_it() {
     })
     .await;
     assert!(removed, "the expired revocation is still in the bucket");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_watcher_serves_the_last_known_set_while_the_server_is_away_and_reloads_after() {
+    let mut nodes = Nodes::start(1);
+    nodes.ready().await;
+    let store = nodes.store(0, 1).await;
+    store
+        .revoke(&revocation(subject("alice", None), None), now_unix())
+        .await
+        .unwrap();
+    let set = RevocationSet::new();
+    let _watcher = set.watch(store);
+    let loaded = wait_until_async(Duration::from_secs(10), || async {
+        set.matching(&alice_presented(), now_unix()).is_some()
+    })
+    .await;
+    assert!(loaded, "{:?}", set.health());
+    let Health::Loaded { since: first } = set.health() else {
+        panic!("{:?}", set.health())
+    };
+
+    nodes.servers[0].stop();
+    let stale = wait_until_async(Duration::from_secs(10), || async {
+        matches!(set.health(), Health::Stale { .. })
+    })
+    .await;
+    assert!(stale, "{:?}", set.health());
+    let Health::Stale { loaded, reason, .. } = set.health() else {
+        unreachable!()
+    };
+    assert_eq!(loaded, Some(first));
+    assert!(reason.contains("disconnected"), "{reason}");
+    // The last known revocations still apply.
+    assert!(set.matching(&alice_presented(), now_unix()).is_some());
+
+    nodes.servers[0].restart();
+    nodes.ready().await;
+    // A change made by another instance while this one reconnects is seen.
+    let other = nodes.store(0, 1).await;
+    other
+        .revoke(&revocation(subject("bob", None), None), now_unix())
+        .await
+        .unwrap();
+    let bob = Presented {
+        subject: "bob",
+        ..alice_presented()
+    };
+    let back = wait_until_async(Duration::from_secs(20), || async {
+        matches!(set.health(), Health::Loaded { .. }) && set.matching(&bob, now_unix()).is_some()
+    })
+    .await;
+    assert!(back, "{:?}", set.health());
+    assert!(set.matching(&alice_presented(), now_unix()).is_some());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -565,7 +663,11 @@ async fn connz_pages_through_more_connections_than_one_page() {
     let mut cids: Vec<u64> = gather.connections.iter().map(|c| c.cid).collect();
     cids.sort_unstable();
     cids.dedup();
-    assert_eq!(cids.len(), gather.connections.len(), "duplicates across pages");
+    assert_eq!(
+        cids.len(),
+        gather.connections.len(),
+        "duplicates across pages"
+    );
     for c in &clients {
         let cid = c.server_info().client_id;
         assert!(cids.contains(&cid), "cid {cid} missing");
@@ -608,7 +710,10 @@ async fn kicks_and_gathers_on_three_nodes_repeatedly() {
         let gather = sys.connz(&ConnzQuery::default()).await.unwrap();
         gathers.push(started.elapsed());
         assert!(gather.complete(), "{gather:?}");
-        assert!(gather.connections.iter().any(|c| c.cid == cid && c.server_id == server_id));
+        assert!(gather
+            .connections
+            .iter()
+            .any(|c| c.cid == cid && c.server_id == server_id));
         let started = Instant::now();
         assert_eq!(sys.kick(&server_id, cid).await, Kick::Closed);
         kicks.push(started.elapsed());
@@ -617,7 +722,11 @@ async fn kicks_and_gathers_on_three_nodes_repeatedly() {
             .await;
         closes.push(started.elapsed());
     }
-    for (what, mut v) in [("kick reply", kicks), ("client saw close", closes), ("connz gather", gathers)] {
+    for (what, mut v) in [
+        ("kick reply", kicks),
+        ("client saw close", closes),
+        ("connz gather", gathers),
+    ] {
         v.sort();
         eprintln!(
             "measure: {what}: p50 {:?} max {:?} (n={})",
@@ -689,7 +798,11 @@ bucket = "{BUCKET}"
         let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
         let json = serde_json::from_str(&stdout).unwrap_or(Value::Null);
         let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
-        (out.status.code().unwrap_or(-1), json, format!("{stdout}{stderr}"))
+        (
+            out.status.code().unwrap_or(-1),
+            json,
+            format!("{stdout}{stderr}"),
+        )
     }
 }
 
@@ -706,18 +819,47 @@ async fn revoke_command_closes_the_subjects_connections_on_every_server() {
     let (github_alice, _, _) = user(&nodes, 1, &token("github", "alice")).await;
     let (bob, _, _) = user(&nodes, 2, &token("corp", "bob")).await;
 
-    let (code, out, text) = env
-        .run(&["revoke", "--subject", "alice", "--issuer", "corp", "--reason", "left the company", "--for", "1h"]);
+    let (code, out, text) = env.run(&[
+        "revoke",
+        "--subject",
+        "alice",
+        "--issuer",
+        "corp",
+        "--reason",
+        "left the company",
+        "--for",
+        "1h",
+    ]);
     assert_eq!(code, 0, "{text}");
     assert_eq!(out["closed"], 3, "{text}");
     assert_eq!(out["failed"], 0, "{text}");
-    assert_eq!(out["revoked"]["selector"], json!({"subject": "alice", "issuer": "corp"}));
+    assert_eq!(
+        out["revoked"]["selector"],
+        json!({"subject": "alice", "issuer": "corp"})
+    );
     assert_eq!(out["revoked"]["reason"], "left the company");
     let created = out["revoked"]["created_at"].as_i64().unwrap();
     assert_eq!(out["revoked"]["expires_at"].as_i64(), Some(created + 3600));
     for alice in &mut alices {
-        alice.expect_error("disconnected", Duration::from_secs(5)).await;
+        alice
+            .expect_error("disconnected", Duration::from_secs(5))
+            .await;
     }
+    // The test's responder knows no revocations (the service will deny the
+    // reconnect), so the closed clients may come back: close them for good.
+    drop(alices);
+    let sys = nodes.system(0).await;
+    let corp_alice = ConnzQuery {
+        user: Some("corp/alice".into()),
+        account: None,
+    };
+    let gone = wait_until_async(Duration::from_secs(10), || async {
+        sys.connz(&corp_alice)
+            .await
+            .is_ok_and(|g| g.connections.is_empty())
+    })
+    .await;
+    assert!(gone, "corp/alice still connected");
     // Another issuer's alice and bob are left alone.
     round_trip(&github_alice.nats, "github.alice").await;
     round_trip(&bob.nats, "bob").await;
@@ -728,7 +870,10 @@ async fn revoke_command_closes_the_subjects_connections_on_every_server() {
     assert_eq!(list[0]["reason"], "left the company");
     let (code, _, text) = env.run(&["revocations"]);
     assert_eq!(code, 0);
-    assert!(text.contains("subject \"alice\" of issuer \"corp\""), "{text}");
+    assert!(
+        text.contains("subject \"alice\" of issuer \"corp\""),
+        "{text}"
+    );
 
     let (code, sessions, text) = env.run(&["sessions", "--json"]);
     assert_eq!(code, 0, "{text}");
@@ -736,7 +881,13 @@ async fn revoke_command_closes_the_subjects_connections_on_every_server() {
         .as_array()
         .unwrap()
         .iter()
-        .map(|s| format!("{}/{}", s["issuer"].as_str().unwrap(), s["subject"].as_str().unwrap()))
+        .map(|s| {
+            format!(
+                "{}/{}",
+                s["issuer"].as_str().unwrap(),
+                s["subject"].as_str().unwrap()
+            )
+        })
         .collect();
     who.sort();
     assert_eq!(who, vec!["corp/bob", "github/alice"], "{text}");
@@ -746,7 +897,10 @@ async fn revoke_command_closes_the_subjects_connections_on_every_server() {
 
     let (code, out, text) = env.run(&["unrevoke", "--subject", "alice", "--issuer", "corp"]);
     assert_eq!(code, 0, "{text}");
-    assert_eq!(out["unrevoked"], json!({"subject": "alice", "issuer": "corp"}));
+    assert_eq!(
+        out["unrevoked"],
+        json!({"subject": "alice", "issuer": "corp"})
+    );
     let (code, _, text) = env.run(&["unrevoke", "--subject", "alice", "--issuer", "corp"]);
     assert_eq!(code, 1, "{text}");
     assert!(text.contains("no revocation in force"), "{text}");
@@ -774,15 +928,52 @@ async fn commands_refuse_bad_input_with_exit_2_and_a_reason() {
     let account = nkeys::KeyPair::new_account().public_key();
     let cases: Vec<(&CliEnv, Vec<&str>, &str)> = vec![
         (&env, vec!["revoke"], "--subject"),
-        (&env, vec!["revoke", "--subject", "a", "--jti", "b"], "cannot be used with"),
-        (&env, vec!["revoke", "--jti", "b", "--issuer", "corp"], "--subject"),
-        (&env, vec!["revoke", "--subject", "a", "--issuer", "nope"], "not an [[issuer]] name"),
+        (
+            &env,
+            vec!["revoke", "--subject", "a", "--jti", "b"],
+            "cannot be used with",
+        ),
+        (
+            &env,
+            vec!["revoke", "--jti", "b", "--issuer", "corp"],
+            "--issuer goes with --subject",
+        ),
+        (
+            &env,
+            vec!["unrevoke", "--jti", "b", "--issuer", "corp"],
+            "--issuer goes with --subject",
+        ),
+        (
+            &env,
+            vec!["revoke", "--subject", "a", "--issuer", "nope"],
+            "not an [[issuer]] name",
+        ),
         (&env, vec!["revoke", "--subject", ""], "subject is empty"),
-        (&env, vec!["revoke", "--user-nkey", &account], "not a user public key"),
-        (&env, vec!["revoke", "--subject", "a", "--for", "0s"], "at least 1s"),
-        (&env, vec!["revoke", "--subject", "a", "--for", "soon"], "--for"),
-        (&env, vec!["revoke", "--subject", "a", "--reason", ""], "--reason"),
-        (&no_system, vec!["revoke", "--subject", "a"], "needs a [system] table"),
+        (
+            &env,
+            vec!["revoke", "--user-nkey", &account],
+            "not a user public key",
+        ),
+        (
+            &env,
+            vec!["revoke", "--subject", "a", "--for", "0s"],
+            "at least 1s",
+        ),
+        (
+            &env,
+            vec!["revoke", "--subject", "a", "--for", "soon"],
+            "--for",
+        ),
+        (
+            &env,
+            vec!["revoke", "--subject", "a", "--reason", ""],
+            "--reason",
+        ),
+        (
+            &no_system,
+            vec!["revoke", "--subject", "a"],
+            "needs a [system] table",
+        ),
         (&no_system, vec!["sessions"], "needs a [system] table"),
         (&env, vec!["unrevoke"], "--subject"),
         (&env, vec!["unrevoke", "--subject", "a"], "does not exist"),
@@ -797,7 +988,10 @@ async fn commands_refuse_bad_input_with_exit_2_and_a_reason() {
     let broken = CliEnv::new(&nodes.url(0), false, "[system]\nuser = \"sys\"\n");
     let (code, _, text) = broken.run(&["sessions"]);
     assert_eq!(code, 2, "{text}");
-    assert!(text.contains("callout.toml") && text.contains("[system] needs credentials"), "{text}");
+    assert!(
+        text.contains("callout.toml") && text.contains("[system] needs credentials"),
+        "{text}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -807,7 +1001,10 @@ async fn revoke_without_jetstream_is_refused_with_exit_2() {
     let dir = tempfile::tempdir().unwrap();
     // The same node without any jetstream.
     let config = node_config(port, "n1", dir.path(), &issuer.public_key(), "")
-        .replace(&format!("jetstream {{ store_dir: \"{}\" }}\n", dir.path().display()), "")
+        .replace(
+            &format!("jetstream {{ store_dir: \"{}\" }}\n", dir.path().display()),
+            "",
+        )
         .replace("jetstream: enabled, ", "");
     let _server = NatsServer::start(port, &config);
     let env = CliEnv::new(&format!("nats://127.0.0.1:{port}"), true, "");

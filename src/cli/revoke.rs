@@ -41,8 +41,8 @@ pub struct RevokeArgs {
     config: PathBuf,
     #[command(flatten)]
     selector: SelectorArgs,
-    /// Only revoke tokens of this issuer (its config name).
-    #[arg(long, requires = "subject")]
+    /// With --subject: only that issuer's tokens (its config name).
+    #[arg(long)]
     issuer: Option<String>,
     /// Lift the revocation after this long (e.g. 30m, 24h); default: until `unrevoke`.
     #[arg(long = "for", value_parser = humantime::parse_duration)]
@@ -58,7 +58,7 @@ pub struct UnrevokeArgs {
     config: PathBuf,
     #[command(flatten)]
     selector: SelectorArgs,
-    #[arg(long, requires = "subject")]
+    #[arg(long)]
     issuer: Option<String>,
 }
 
@@ -72,7 +72,14 @@ pub struct ListArgs {
 }
 
 /// The selector from the flags, checked against the config.
-fn selector(config: &Config, args: &SelectorArgs, issuer: &Option<String>) -> Result<Selector, String> {
+fn selector(
+    config: &Config,
+    args: &SelectorArgs,
+    issuer: &Option<String>,
+) -> Result<Selector, String> {
+    if issuer.is_some() && args.subject.is_none() {
+        return Err("--issuer goes with --subject only".into());
+    }
     let s = match (&args.subject, &args.jti, &args.client_id, &args.user_nkey) {
         (Some(s), ..) => Selector::Subject {
             subject: s.clone(),
@@ -102,7 +109,9 @@ fn issuer_names(config: &Config) -> Vec<&str> {
 
 /// `user@host` of whoever runs the command.
 fn operator() -> String {
-    let user = std::env::var("USER").unwrap_or_else(|_| "unknown".into());
+    let user = std::env::var("USER")
+        .or_else(|_| std::env::var("LOGNAME"))
+        .unwrap_or_else(|_| "unknown".into());
     let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
         .map(|h| h.trim().to_owned())
         .unwrap_or_else(|_| "unknown".into());
@@ -265,9 +274,9 @@ async fn close_matching(sys: &SystemClient, config: &Config, selector: &Selector
             Kick::NoSuchClient => {}
             other => {
                 sweep.failed += 1;
-                sweep
-                    .notes
-                    .push(format!("could not close cid {cid} on server {server}: {other:?}"));
+                sweep.notes.push(format!(
+                    "could not close cid {cid} on server {server}: {other:?}"
+                ));
             }
         }
     }

@@ -9,6 +9,11 @@
 //! record's `expires_at`, so a revocation stops matching on the second even
 //! when the server's expiry sweep or the marker is late, and no sweeper
 //! task in any instance is needed.
+//!
+//! Unrevoke purges the key (the purge marker stays, so a watcher that was
+//! away still learns of it). The tests run the `[nats]` user without
+//! permission limits; a restricted one needs the JetStream API
+//! (`$JS.API.>`), the bucket's subjects (`$KV.<bucket>.>`) and its inboxes.
 
 use std::time::Duration;
 
@@ -188,7 +193,9 @@ impl RevocationStore {
             .filter_map(|(_, _, r)| r)
             .filter(|r| r.is_live(now))
             .collect();
-        live.sort_by(|a, b| (a.created_at, a.selector.key()).cmp(&(b.created_at, b.selector.key())));
+        live.sort_by(|a, b| {
+            (a.created_at, a.selector.key()).cmp(&(b.created_at, b.selector.key()))
+        });
         Ok(live)
     }
 

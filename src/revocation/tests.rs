@@ -88,7 +88,11 @@ fn selectors_round_trip_as_the_cli_flags() {
         Selector::UserNkey(nkey),
     ] {
         let text = serde_json::to_string(&s).unwrap();
-        assert_eq!(serde_json::from_str::<Selector>(&text).unwrap(), s, "{text}");
+        assert_eq!(
+            serde_json::from_str::<Selector>(&text).unwrap(),
+            s,
+            "{text}"
+        );
     }
     assert_eq!(
         serde_json::to_value(subject("alice", Some("corp"))).unwrap(),
@@ -165,8 +169,16 @@ fn each_selector_kind_matches_exactly_its_identities() {
         (subject("Alice", None), alice(vec![], None), false),
         (Selector::Jti("tok-1".into()), alice(vec![], None), true),
         (Selector::Jti("tok-2".into()), alice(vec![], None), false),
-        (Selector::ClientId("web".into()), alice(vec!["x", "web"], None), true),
-        (Selector::ClientId("web".into()), alice(vec!["webx"], None), false),
+        (
+            Selector::ClientId("web".into()),
+            alice(vec!["x", "web"], None),
+            true,
+        ),
+        (
+            Selector::ClientId("web".into()),
+            alice(vec!["webx"], None),
+            false,
+        ),
         (
             Selector::UserNkey(nkey.clone()),
             alice(vec![], Some(&nkey)),
@@ -206,7 +218,11 @@ fn revocations_lapse_at_expiry_without_any_update() {
 #[test]
 fn a_lapsed_revocation_does_not_hide_a_live_one() {
     let set = RevocationSet::new();
-    put(&set, &revocation(subject("alice", Some("corp")), Some(1_005)), 1);
+    put(
+        &set,
+        &revocation(subject("alice", Some("corp")), Some(1_005)),
+        1,
+    );
     put(&set, &revocation(Selector::Jti("tok-1".into()), None), 2);
     let hit = set.matching(&alice(vec![], None), 2_000).unwrap();
     assert_eq!(hit.selector, Selector::Jti("tok-1".into()));
