@@ -1,25 +1,26 @@
 //! Live sessions: the identity the service writes into the user JWTs it
 //! issues, and how a server's CONNZ entry is read back into who it is.
 //!
-//! Found by experiment on nats-server 2.15.1 (tests/revocation_core.rs,
+//! Found by experiment on nats-server 2.15.1 in config mode
+//! (tests/revocation_core.rs,
 //! `connz_shows_the_issued_name_and_nothing_else_of_the_user_jwt`): for a
 //! callout-issued user, CONNZ with `"auth": true` shows
 //! - `authorized_user` = the user JWT's `name`, byte for byte (slashes,
-//!   spaces, unicode, 300+ bytes) — the server replaces the CONNECT
-//!   user/nkey/token with it, so it is also the `user` filter's key;
-//! - `account` = the target account (its name in config mode, its public
-//!   key in operator mode);
-//! - **not** the JWT's `tags` (only users who present a JWT get them), not
-//!   `jwt` (cleared), not the user nkey; `issuer_key` and `name_tag` name the
-//!   target account (in config mode both are its name), not the user.
+//!   spaces, unicode, 300+ bytes), and the `user` filter matches it exactly
+//!   (the server replaces the CONNECT user/nkey/token with the name);
+//! - `account` = the target account's name;
+//! - **not** the JWT's `tags` (the server copies tags only for users who
+//!   present a JWT themselves), not `jwt` (cleared), not the user nkey;
+//!   `issuer_key` and `name_tag` are the target account's, not the user's.
 //!
 //! So the `name` is the only identity CONNZ carries: `<issuer name>/<subject>`.
 //! The jti, client ids, user nkey, rules and expiry of a session are known
 //! only to the instance that authorized it (from the request: `server_id.id`,
 //! `client_info.id`, `user_nkey`).
 //!
-//! The name must never be empty: without it the server shows whatever the
-//! client sent at CONNECT (`[REDACTED]` for a token).
+//! The name must never be empty: without it the server keeps what the client
+//! sent at CONNECT (per the server source: its user name, or `[REDACTED]`
+//! for a token).
 
 use crate::revocation::Presented;
 use crate::system::ConnInfo;

@@ -58,6 +58,7 @@ pub struct UnrevokeArgs {
     config: PathBuf,
     #[command(flatten)]
     selector: SelectorArgs,
+    /// With --subject: the revocation of that issuer's subject only.
     #[arg(long)]
     issuer: Option<String>,
 }
