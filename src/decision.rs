@@ -15,6 +15,7 @@ use crate::policy::{
     Connection, Denial, Grant, Identity, Known, Origin, Policy, PolicyError, RuleTrace,
 };
 use crate::reason::ReasonClass;
+use crate::revocation::{Health, Presented, RevocationSet};
 
 /// Why a connection was denied: what went wrong, typed, until it is turned
 /// into the text the server logs ([`std::fmt::Display`]) and a class.
@@ -26,6 +27,11 @@ pub enum Reason {
     Policy(#[from] Denial),
     #[error("token expires too soon to issue a user")]
     TokenExpiring,
+    /// The revocation's reason, as the operator wrote it.
+    #[error("revoked: {0}")]
+    Revoked(String),
+    #[error("revocations unavailable: the revocation bucket has not been read since the service started")]
+    RevocationsUnavailable,
     #[error(
         "request expired {late_secs} s ago: a replay, or the clocks of server and service disagree"
     )]
@@ -48,6 +54,8 @@ impl Reason {
             Reason::Token(e) => e.class(),
             Reason::Policy(d) => d.class(),
             Reason::TokenExpiring => ReasonClass::TokenExpiring,
+            Reason::Revoked(_) => ReasonClass::Revoked,
+            Reason::RevocationsUnavailable => ReasonClass::RevocationsUnavailable,
             Reason::StaleRequest { .. } | Reason::RequestWithoutExpiry => ReasonClass::StaleRequest,
             Reason::BadRequest(_) => ReasonClass::BadRequest,
             Reason::Saturated => ReasonClass::Saturated,
@@ -58,10 +66,13 @@ impl Reason {
 }
 
 /// An approved identity and when its NATS user expires.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone)]
 pub struct Approval {
     pub grant: Grant,
     pub expires_at: i64,
+    /// The token it was granted for (its kept claims): what a live session
+    /// is re-evaluated with and revocations are matched against.
+    pub token: Arc<VerifiedToken>,
 }
 
 /// A decision and what it was about, for the audit line and `check`.
@@ -112,6 +123,17 @@ pub struct Decider {
     privileged_accounts: Vec<String>,
     reloads: AtomicU64,
     failed_reloads: AtomicU64,
+    /// The revocations in force, with `[system]`; `None` decides without.
+    revocations: Option<RevocationSet>,
+}
+
+/// Who is connecting, besides the token: what the policy's connection
+/// conditions and the revocation check read.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Request<'a> {
+    pub conn: Connection<'a>,
+    /// The NATS user key of this connection (revocable by `--user-nkey`).
+    pub user_nkey: Option<&'a str>,
 }
 
 impl Decider {
@@ -135,7 +157,14 @@ impl Decider {
             privileged_accounts,
             reloads: AtomicU64::new(0),
             failed_reloads: AtomicU64::new(0),
+            revocations: None,
         })
+    }
+
+    /// Checks every decision against `set` from now on.
+    pub fn with_revocations(mut self, set: RevocationSet) -> Self {
+        self.revocations = Some(set);
+        self
     }
 
     pub fn issuers(&self) -> &Arc<Issuers> {
@@ -179,7 +208,7 @@ impl Decider {
     pub async fn decide(
         &self,
         token: &str,
-        conn: &Connection<'_>,
+        request: &Request<'_>,
         now: i64,
         explain: bool,
     ) -> Outcome {
@@ -190,7 +219,7 @@ impl Decider {
             .validate(token, Some(policy.claims_read()))
             .await
         {
-            Ok(verified) => self.evaluate(&policy, &verified, conn, now, explain),
+            Ok(verified) => self.evaluate(&policy, verified, request, now, explain),
             Err(e) => Outcome::denied(e),
         }
     }
@@ -200,7 +229,7 @@ impl Decider {
     pub fn decide_claims(
         &self,
         claims: Map<String, Value>,
-        conn: &Connection<'_>,
+        request: &Request<'_>,
         now: i64,
         explain: bool,
     ) -> Outcome {
@@ -220,17 +249,59 @@ impl Decider {
             &issuer.config.scope_claim,
             claims,
         );
-        self.evaluate(&self.policy(), &verified, conn, now, explain)
+        self.evaluate(&self.policy(), Arc::new(verified), request, now, explain)
     }
 
     fn evaluate(
+        &self,
+        policy: &Policy,
+        token: Arc<VerifiedToken>,
+        request: &Request<'_>,
+        now: i64,
+        explain: bool,
+    ) -> Outcome {
+        let (result, trace) = match self.revoked(&token, request, now) {
+            Some(reason) => (Err(reason), None),
+            None => self.grant(policy, &token, &request.conn, now, explain),
+        };
+        Outcome {
+            issuer: Some(token.issuer.clone()),
+            subject: Some(token.subject.clone()),
+            result: result.map(|(grant, expires_at)| Approval {
+                grant,
+                expires_at,
+                token: token.clone(),
+            }),
+            trace,
+        }
+    }
+
+    /// Why a revocation denies this identity, if one does. Before the bucket
+    /// was ever read nothing can be checked, so every connect is denied
+    /// (fail closed); once read, a stale set still answers with what it
+    /// last knew (reported on /readyz and in metrics).
+    fn revoked(&self, token: &VerifiedToken, request: &Request<'_>, now: i64) -> Option<Reason> {
+        let set = self.revocations.as_ref()?;
+        if set.health() == Health::NeverLoaded {
+            return Some(Reason::RevocationsUnavailable);
+        }
+        let who = Presented::from_claims(&token.issuer, &token.claims, request.user_nkey);
+        set.matching(&who, now).map(|r| Reason::Revoked(r.reason))
+    }
+
+    /// The policy's grant for a verified token and its lifetime.
+    #[allow(clippy::type_complexity)]
+    fn grant(
         &self,
         policy: &Policy,
         token: &VerifiedToken,
         conn: &Connection<'_>,
         now: i64,
         explain: bool,
-    ) -> Outcome {
+    ) -> (
+        Result<(Grant, i64), Reason>,
+        Option<(Vec<RuleTrace>, Vec<Origin>)>,
+    ) {
         let identity = Identity {
             issuer: &token.issuer,
             claims: &token.claims,
@@ -247,15 +318,24 @@ impl Decider {
             if expires_at <= now {
                 Err(Reason::TokenExpiring)
             } else {
-                Ok(Approval { grant, expires_at })
+                Ok((grant, expires_at))
             }
         });
-        Outcome {
-            issuer: Some(token.issuer.clone()),
-            subject: Some(token.subject.clone()),
-            result,
-            trace,
-        }
+        (result, trace)
+    }
+
+    /// What `policy` grants a live session now, for re-evaluation: the same
+    /// evaluation as at connect, on the claims kept for it.
+    pub fn regrant(
+        &self,
+        policy: &Policy,
+        token: &VerifiedToken,
+        conn: &Connection<'_>,
+        now: i64,
+    ) -> Result<Grant, Reason> {
+        self.grant(policy, token, conn, now, false)
+            .0
+            .map(|(g, _)| g)
     }
 
     /// The user lives no longer than the grant's ttl, `max_ttl`, and the

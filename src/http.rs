@@ -11,13 +11,17 @@ use hyper::{Request, Response, StatusCode};
 use hyper_util::rt::TokioIo;
 
 use crate::callout::Callout;
+use crate::clock::now_unix;
 use crate::metrics::{Exposition, Metrics};
+use crate::revocation::Health;
 
 /// What the endpoints report on.
 pub struct State {
     pub callout: Arc<Callout>,
     pub metrics: Arc<Metrics>,
     pub nats: async_nats::Client,
+    /// Revocations and sessions, with `[system]`.
+    pub live: Option<Arc<crate::live::Live>>,
 }
 
 /// Serves the endpoints on `listener` until the task is aborted.
@@ -90,6 +94,26 @@ fn readiness(state: &State) -> (bool, String) {
         let keys = issuer.keys.current().map_or(0, |k| k.len());
         ready &= keys > 0;
         report += &format!("issuer {}: {keys} keys\n", issuer.config.name);
+    }
+    match &state.live {
+        None => report += "revocations: off (no [system])\n",
+        Some(live) => {
+            let health = live.set.health();
+            ready &= matches!(health, Health::Loaded { .. });
+            report += &match health {
+                Health::Loaded { .. } => format!(
+                    "revocations: loaded ({} in force)\n",
+                    live.set.active(now_unix())
+                ),
+                Health::NeverLoaded => {
+                    "revocations: never loaded (every connect is denied)\n".into()
+                }
+                Health::Stale { since, reason, .. } => format!(
+                    "revocations: stale since {since} ({reason}); serving the last known set\n"
+                ),
+            };
+            report += &format!("sessions: {} live\n", live.sessions.len());
+        }
     }
     (ready, report)
 }
@@ -174,6 +198,29 @@ fn render(state: &State, cache_entries: u64) -> String {
         &[("result", "error")],
         failed as f64,
     );
+    if let Some(live) = &state.live {
+        let now = now_unix();
+        for (name, help, value) in [
+            (
+                "nats_oidc_callout_revocations_active",
+                "Revocations in force.",
+                live.set.active(now) as f64,
+            ),
+            (
+                "nats_oidc_callout_revocations_stale",
+                "1 while the revocation set may miss changes (watch lost; last known set served), or was never loaded.",
+                if matches!(live.set.health(), Health::Loaded { .. }) { 0.0 } else { 1.0 },
+            ),
+            (
+                "nats_oidc_callout_sessions_live",
+                "Live connections this instance authorized.",
+                live.sessions.len() as f64,
+            ),
+        ] {
+            out.header(name, "gauge", help);
+            out.sample(name, &[], value);
+        }
+    }
     out.header(
         "nats_oidc_callout_nats_connected",
         "gauge",

@@ -49,6 +49,8 @@ classes! {
     ClaimAmbiguous => "claim_ambiguous": "a claim the policy reads is both a dotted key and a nested path, with different values",
     ClaimReservedSubject => "claim_reserved_subject": "a claim in a subject's first token would start it with `$` or `_INBOX`",
     TokenExpiring => "token_expiring": "the token expires before a user could be issued",
+    Revoked => "revoked": "a revocation in force covers the token's subject, jti, client id or the connection's user nkey",
+    RevocationsUnavailable => "revocations_unavailable": "the revocation bucket has never been read since start, so no connect can be checked against it",
     StaleRequest => "stale_request": "the server's request is past its `exp` (a replay, or clock skew)",
     BadRequest => "bad_request": "the request cannot be opened, decoded or verified (answered with an empty denial)",
     Saturated => "saturated": "more requests in flight than `max_in_flight`",

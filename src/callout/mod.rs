@@ -8,9 +8,10 @@ pub mod request;
 
 use crate::clock::now_unix;
 use crate::config::{Config, TokenSource};
-use crate::decision::{Decider, LoadError, Outcome, Reason};
+use crate::decision::{Decider, LoadError, Outcome, Reason, Request};
 use crate::issuer::TokenError;
 use crate::policy::Connection;
+use crate::revocation::RevocationSet;
 use crate::signing::{KeyError, Signers};
 
 #[derive(Debug, thiserror::Error)]
@@ -39,6 +40,8 @@ pub struct ClientFacts {
     /// The server's connection id (`cid`), for closing it later.
     pub cid: u64,
     pub user_nkey: String,
+    /// `nats`, `websocket`, `mqtt` or `leafnode`.
+    pub conn_type: String,
 }
 
 /// A [`Decider`] plus the keys that sign and seal the server's answers.
@@ -56,6 +59,14 @@ impl Callout {
             decider: Decider::from_config(config)?,
             sources: config.token.sources.clone(),
         })
+    }
+
+    /// Checks every decision against `set` from now on.
+    pub fn with_revocations(self, set: RevocationSet) -> Self {
+        Self {
+            decider: self.decider.with_revocations(set),
+            ..self
+        }
     }
 
     pub fn decider(&self) -> &Decider {
@@ -81,9 +92,12 @@ impl Callout {
         };
         let req = &opened.request.nats;
         let now = now_unix();
-        let conn = Connection {
-            conn_type: Some(request::connection_type(req)),
-            host: Some(req.client_info.host.as_str()),
+        let facts = Request {
+            conn: Connection {
+                conn_type: Some(request::connection_type(req)),
+                host: Some(req.client_info.host.as_str()),
+            },
+            user_nkey: Some(req.user_nkey.as_str()),
         };
         // A stale request is still the server's: it gets a signed denial with
         // the reason, so clock skew shows in the server's log, not as "no
@@ -93,7 +107,7 @@ impl Callout {
             request::token(req, &self.sources),
         ) {
             (Some(reason), _) => Outcome::denied(reason),
-            (None, Some(t)) => self.decider.decide(t, &conn, now, false).await,
+            (None, Some(t)) => self.decider.decide(t, &facts, now, false).await,
             (None, None) => Outcome::denied(TokenError::Missing),
         };
         self.answer(&opened, outcome, now)
@@ -125,6 +139,7 @@ impl Callout {
             server_id: req.server_id.id.clone(),
             cid: req.client_info.id,
             user_nkey: req.user_nkey.clone(),
+            conn_type: request::connection_type(req).to_owned(),
         };
         match answer::respond(&self.signers, req, opened.reply_key.as_ref(), result, now) {
             Ok(payload) => Reply {

@@ -9,7 +9,7 @@ use clap::Args;
 use serde_json::{json, Map, Value};
 
 use crate::clock::now_unix;
-use crate::decision::{Decider, Outcome};
+use crate::decision::{Decider, Outcome, Request};
 use crate::issuer::trim_token;
 use crate::policy::{permissions_json, Connection};
 use crate::reason::ALLOWED;
@@ -45,9 +45,12 @@ pub fn run(args: CheckArgs) -> ExitCode {
         Ok(a) => a,
         Err(e) => return super::bad(e),
     };
-    let conn = Connection {
-        conn_type: args.client_type.as_deref(),
-        host: args.client_host.as_deref(),
+    let request = Request {
+        conn: Connection {
+            conn_type: args.client_type.as_deref(),
+            host: args.client_host.as_deref(),
+        },
+        user_nkey: None,
     };
     let now = now_unix();
     let outcome = if let Some(path) = &args.claims {
@@ -55,7 +58,7 @@ pub fn run(args: CheckArgs) -> ExitCode {
             Ok(c) => c,
             Err(e) => return super::bad(e),
         };
-        decider.decide_claims(claims, &conn, now, args.explain)
+        decider.decide_claims(claims, &request, now, args.explain)
     } else {
         let token = match read_token(args.token.as_deref().unwrap_or_default()) {
             Ok(t) => t,
@@ -63,7 +66,7 @@ pub fn run(args: CheckArgs) -> ExitCode {
         };
         super::runtime().block_on(async {
             decider.issuers().load_all().await;
-            decider.decide(&token, &conn, now, args.explain).await
+            decider.decide(&token, &request, now, args.explain).await
         })
     };
     println!("{}", decision_json(&outcome));

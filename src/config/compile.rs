@@ -9,10 +9,11 @@ use std::time::Duration;
 use jsonwebtoken::Algorithm;
 use serde_spanned::Spanned;
 
-use super::file::{ConfigFile, IssuerFile, NatsFile, OneOrMany};
+use super::file::{ConfigFile, IssuerFile, NatsFile, OneOrMany, SystemFile, TlsFile};
 use super::{
     AccountConfig, AuditConfig, Config, HttpConfig, IssuerConfig, NatsConfig, PolicyRef,
-    SigningConfig, TlsConfig, TokenConfig, TokenSource,
+    RevocationConfig, SigningConfig, SystemConfig, TlsConfig, TokenConfig, TokenSource,
+    DEFAULT_REVOCATION_BUCKET,
 };
 use crate::location::{LocatedError, Location};
 use crate::subject::validate_subject;
@@ -120,14 +121,60 @@ impl Compiler<'_> {
                 .queue_group
                 .clone()
                 .unwrap_or_else(|| "nats-oidc-callout".to_owned()),
-            tls: n.tls.as_ref().map(|t| TlsConfig {
-                ca_file: t.ca_file.as_deref().map(|p| self.resolve(p)),
-                cert_file: t.cert_file.as_deref().map(|p| self.resolve(p)),
-                key_file: t.key_file.as_deref().map(|p| self.resolve(p)),
-            }),
+            tls: n.tls.as_ref().map(|t| self.tls(t)),
             account: n.account.clone().unwrap_or_else(|| "AUTH".to_owned()),
             max_in_flight,
             request_timeout,
+        }
+    }
+
+    fn tls(&self, t: &TlsFile) -> TlsConfig {
+        TlsConfig {
+            ca_file: t.ca_file.as_deref().map(|p| self.resolve(p)),
+            cert_file: t.cert_file.as_deref().map(|p| self.resolve(p)),
+            key_file: t.key_file.as_deref().map(|p| self.resolve(p)),
+        }
+    }
+
+    /// `[system]`: a user of the system account, with exactly one credential.
+    fn system(&mut self, spanned: &Spanned<SystemFile>, nats_urls: &[String]) -> SystemConfig {
+        let s = spanned.get_ref();
+        let urls = match (&s.url, &s.urls) {
+            (Some(u), None) => vec![u.clone()],
+            (None, Some(us)) if !us.is_empty() => us.clone(),
+            (None, None) => nats_urls.to_vec(),
+            _ => {
+                self.error(spanned, "[system] takes at most one of `url` and `urls` (a non-empty list); without either it uses [nats]'s");
+                Vec::new()
+            }
+        };
+        let secrets = [
+            s.password.is_some(),
+            s.password_file.is_some(),
+            s.token.is_some(),
+            s.nkey_seed_file.is_some(),
+            s.creds_file.is_some(),
+        ];
+        match secrets.iter().filter(|x| **x).count() {
+            1 => {}
+            0 => self.error(spanned, "[system] needs credentials: user + password/password_file, token, nkey_seed_file or creds_file"),
+            _ => self.error(spanned, "[system] takes one of password, password_file, token, nkey_seed_file, creds_file"),
+        }
+        if (s.password.is_some() || s.password_file.is_some()) != s.user.is_some() {
+            self.error(
+                spanned,
+                "[system] `user` goes with `password` or `password_file`",
+            );
+        }
+        SystemConfig {
+            urls,
+            user: s.user.clone(),
+            password: s.password.clone(),
+            password_file: s.password_file.as_deref().map(|p| self.resolve(p)),
+            token: s.token.clone(),
+            nkey_seed_file: s.nkey_seed_file.as_deref().map(|p| self.resolve(p)),
+            creds_file: s.creds_file.as_deref().map(|p| self.resolve(p)),
+            tls: s.tls.as_ref().map(|t| self.tls(t)),
         }
     }
 
@@ -311,6 +358,21 @@ pub(super) fn compile(path: &Path, source: &str) -> Result<Config, Vec<LocatedEr
         });
     }
 
+    let system = file.system.as_ref().map(|s| c.system(s, &nats.urls));
+    let bucket = match &file.revocation.bucket {
+        None => DEFAULT_REVOCATION_BUCKET.to_owned(),
+        Some(b) => {
+            let name = b.get_ref();
+            if name.is_empty()
+                || !name
+                    .bytes()
+                    .all(|x| x.is_ascii_alphanumeric() || x == b'_' || x == b'-')
+            {
+                c.error(b, format!("[revocation] bucket {name:?} is not a KV bucket name (letters, digits, `_`, `-`)"));
+            }
+            name.clone()
+        }
+    };
     let watch_interval = c.duration(&file.policy.watch_interval, Duration::from_secs(2), |d| {
         (d < Duration::from_millis(100))
             .then(|| "[policy] watch_interval below 100ms re-reads the file in a loop".to_owned())
@@ -341,6 +403,11 @@ pub(super) fn compile(path: &Path, source: &str) -> Result<Config, Vec<LocatedEr
         http: file.http.map(|h| HttpConfig { listen: h.listen }),
         audit: AuditConfig {
             subject: file.audit.subject.map(Spanned::into_inner),
+        },
+        system,
+        revocation: RevocationConfig {
+            bucket,
+            on_policy_change: file.revocation.on_policy_change.unwrap_or_default(),
         },
         base_dir: c.base_dir.clone(),
     };

@@ -24,6 +24,31 @@ pub(super) struct ConfigFile {
     pub(super) http: Option<HttpFile>,
     #[serde(default)]
     pub(super) audit: AuditFile,
+    pub(super) system: Option<Spanned<SystemFile>>,
+    #[serde(default)]
+    pub(super) revocation: RevocationFile,
+}
+
+/// `[system]`: the same credential keys as `[nats]`.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct SystemFile {
+    pub(super) url: Option<String>,
+    pub(super) urls: Option<Vec<String>>,
+    pub(super) user: Option<String>,
+    pub(super) password: Option<String>,
+    pub(super) password_file: Option<PathBuf>,
+    pub(super) token: Option<String>,
+    pub(super) nkey_seed_file: Option<PathBuf>,
+    pub(super) creds_file: Option<PathBuf>,
+    pub(super) tls: Option<TlsFile>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RevocationFile {
+    pub(super) bucket: Option<Spanned<String>>,
+    pub(super) on_policy_change: Option<super::OnPolicyChange>,
 }
 
 #[derive(Deserialize)]

@@ -52,6 +52,49 @@ pub struct Config {
     pub policy: PolicyRef,
     pub http: Option<HttpConfig>,
     pub audit: AuditConfig,
+    /// A system-account user; without it, closing and listing live
+    /// connections is off.
+    pub system: Option<SystemConfig>,
+    pub revocation: RevocationConfig,
+}
+
+/// `[system]`: a system-account user, to close (KICK) and list (CONNZ) live
+/// connections on every server.
+#[derive(Debug, Clone)]
+pub struct SystemConfig {
+    /// Default: the `[nats]` URLs.
+    pub urls: Vec<String>,
+    pub user: Option<String>,
+    pub password: Option<String>,
+    pub password_file: Option<PathBuf>,
+    pub token: Option<String>,
+    pub nkey_seed_file: Option<PathBuf>,
+    pub creds_file: Option<PathBuf>,
+    pub tls: Option<TlsConfig>,
+}
+
+/// The default `[revocation] bucket`.
+pub const DEFAULT_REVOCATION_BUCKET: &str = "nats_oidc_callout_revocations";
+
+/// `[revocation]`: the JetStream KV bucket every instance shares, and what
+/// a policy change does to live sessions.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RevocationConfig {
+    pub bucket: String,
+    pub on_policy_change: OnPolicyChange,
+}
+
+/// What happens to live sessions whose grant a policy change affects.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, serde::Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum OnPolicyChange {
+    /// Close sessions whose grant changed; they reconnect into the new one.
+    #[default]
+    KickChanged,
+    /// Close only sessions the new policy denies.
+    KickDenied,
+    /// Leave live sessions alone until their user JWT expires.
+    Keep,
 }
 
 /// How the service connects to NATS (`[nats]`).

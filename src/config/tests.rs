@@ -200,3 +200,67 @@ fn builder_quotes_what_it_writes() {
     );
     assert_eq!(c.issuers[0].audience, vec!["a\\b".to_string()]);
 }
+
+#[test]
+fn revocation_defaults_and_checks() {
+    let c = parse(&minimal().build()).unwrap();
+    assert_eq!(c.revocation.bucket, DEFAULT_REVOCATION_BUCKET);
+    assert_eq!(c.revocation.on_policy_change, OnPolicyChange::KickChanged);
+    assert!(c.system.is_none());
+    for (text, expected) in [
+        ("kick-changed", OnPolicyChange::KickChanged),
+        ("kick-denied", OnPolicyChange::KickDenied),
+        ("keep", OnPolicyChange::Keep),
+    ] {
+        let src = minimal()
+            .tables(&format!("[revocation]\non_policy_change = \"{text}\"\n"))
+            .build();
+        assert_eq!(parse(&src).unwrap().revocation.on_policy_change, expected);
+    }
+    for bad in [
+        "[revocation]\non_policy_change = \"kick\"",
+        "[revocation]\nbuckets = \"x\"",
+    ] {
+        let src = minimal().tables(bad).build();
+        let err = error_of(&src);
+        assert!(
+            err.starts_with(&format!("c.toml:{}:", line_of(&src, "[revocation]") + 1)),
+            "{err}"
+        );
+    }
+    for bad in ["", "a.b", "a b", "a/b", "a*"] {
+        let src = minimal()
+            .tables(&format!("[revocation]\nbucket = \"{bad}\"\n"))
+            .build();
+        let err = error_of(&src);
+        assert!(err.contains("bucket"), "{bad:?}: {err}");
+        assert!(
+            err.starts_with(&format!("c.toml:{}:", line_of(&src, "bucket ="))),
+            "{err}"
+        );
+    }
+}
+
+#[test]
+fn system_table_needs_exactly_one_credential_and_defaults_to_the_nats_urls() {
+    let system = |body: &str| parse(&minimal().tables(&format!("[system]\n{body}\n")).build());
+    let c = system("user = \"sys\"\npassword_file = \"p\"").unwrap();
+    let s = c.system.unwrap();
+    assert_eq!(s.urls, vec!["nats://127.0.0.1:4222".to_string()]);
+    assert_eq!(s.password_file, Some(PathBuf::from("p")));
+    assert!(system("creds_file = \"sys.creds\"\nurl = \"nats://127.0.0.1:4223\"").is_ok());
+    for (bad, needle) in [
+        ("", "needs credentials"),
+        ("user = \"sys\"", "needs credentials"),
+        ("token = \"t\"\ncreds_file = \"c\"", "one of"),
+        ("password = \"p\"", "`user` goes with"),
+        ("user = \"u\"\ntoken = \"t\"", "`user` goes with"),
+        ("url = \"a\"\nurls = [\"b\"]\ntoken = \"t\"", "at most one"),
+        ("urls = []\ntoken = \"t\"", "non-empty"),
+        ("token = \"t\"\nuser_name = \"x\"", "user_name"),
+    ] {
+        let err = system(bad).unwrap_err().to_string();
+        assert!(err.contains(needle), "{bad:?}: {err}");
+        assert!(err.starts_with("c.toml:"), "{err}");
+    }
+}

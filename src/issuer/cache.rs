@@ -126,7 +126,8 @@ pub(super) fn cache_key(token: &str, keep: KeptClaims) -> Key {
     h.finalize().into()
 }
 
-/// The claims at `keep`'s paths, plus `sub`, `exp` and the scope claim, such
+/// The claims at `keep`'s paths, plus `sub`, `exp`, the scope claim and what
+/// revocations select on (`jti`, `client_id`, `azp`, `cid`), such
 /// that [`lookup`] answers every kept path on them exactly as on all the
 /// claims. A path with one reading is stored under its whole name (lookup
 /// tries the whole name first). A path the token answers two ways keeps
@@ -136,7 +137,15 @@ fn kept(issuer: &Issuer, claims: Map<String, Value>, keep: KeptClaims) -> Map<St
     let Some(paths) = keep else {
         return claims;
     };
-    let always = ["sub", "exp", issuer.config.scope_claim.as_str()];
+    let always = [
+        "sub",
+        "exp",
+        "jti",
+        "client_id",
+        "azp",
+        "cid",
+        issuer.config.scope_claim.as_str(),
+    ];
     let mut out = Map::new();
     for path in always.into_iter().chain(paths.iter().map(String::as_str)) {
         match lookup(&claims, path) {

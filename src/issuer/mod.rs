@@ -47,7 +47,8 @@ pub struct Issuers {
 
 /// Which claims a verified token keeps: `None` keeps them all; a policy
 /// passes the claim paths it reads ([`crate::policy::Policy::claims_read`]).
-/// `sub`, `exp` and the issuer's scope claim are always kept.
+/// `sub`, `exp`, the issuer's scope claim and the claims revocations select
+/// on are always kept.
 pub type KeptClaims<'a> = Option<&'a Arc<[String]>>;
 
 /// A bearer token as presented, without the ASCII whitespace around it that

@@ -8,4 +8,5 @@ mod cli;
 mod deploy;
 mod ha;
 mod memory;
+mod revocation_core;
 mod signals;
