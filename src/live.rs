@@ -167,7 +167,18 @@ async fn close_on_arrival(set: RevocationSet, enforcer: Arc<Enforcer>) {
     let mut arrivals = set.arrivals();
     loop {
         let closed = match arrivals.recv().await {
-            Ok(revocation) => enforcer.revoked(&revocation).await,
+            Ok(revocation) => {
+                tracing::info!(
+                    target: "audit.revocation",
+                    event = "revocation",
+                    selector = %revocation.selector,
+                    reason = %revocation.reason,
+                    by = %revocation.by,
+                    expires_at = revocation.expires_at,
+                    "revocation in force"
+                );
+                enforcer.revoked(&revocation).await
+            }
             Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {
                 enforcer.enforce_all(&set).await
             }

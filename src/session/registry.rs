@@ -194,7 +194,11 @@ mod tests {
         r.insert(session("B", 1, "bob", 200), 0);
         r.insert(session("A", 1, "carol", 300), 0);
         assert_eq!(r.len(), 2, "one per (server, cid)");
-        let a = r.snapshot(0).into_iter().find(|s| s.server_id == "A").unwrap();
+        let a = r
+            .snapshot(0)
+            .into_iter()
+            .find(|s| s.server_id == "A")
+            .unwrap();
         assert_eq!(a.token.subject, "carol");
         r.sweep(250);
         assert_eq!(r.len(), 1);

@@ -14,4 +14,5 @@ mod operations;
 mod operator;
 mod policies;
 mod policy_props;
+mod revocation;
 mod tenants;
