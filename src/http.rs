@@ -198,28 +198,36 @@ fn render(state: &State, cache_entries: u64) -> String {
         &[("result", "error")],
         failed as f64,
     );
-    if let Some(live) = &state.live {
-        let now = now_unix();
-        for (name, help, value) in [
-            (
-                "nats_oidc_callout_revocations_active",
-                "Revocations in force.",
-                live.set.active(now) as f64,
-            ),
-            (
-                "nats_oidc_callout_revocations_stale",
-                "1 while the revocation set may miss changes (watch lost; last known set served), or was never loaded.",
-                if matches!(live.set.health(), Health::Loaded { .. }) { 0.0 } else { 1.0 },
-            ),
-            (
-                "nats_oidc_callout_sessions_live",
-                "Live connections this instance authorized.",
-                live.sessions.len() as f64,
-            ),
-        ] {
-            out.header(name, "gauge", help);
-            out.sample(name, &[], value);
-        }
+    // Exported with or without [system] (then all zero, `enabled` 0), so
+    // dashboards and alerts always find the series.
+    let now = now_unix();
+    let live = state.live.as_deref();
+    for (name, help, value) in [
+        (
+            "nats_oidc_callout_revocations_enabled",
+            "1 when revocations and live sessions are on (a [system] user is configured).",
+            f64::from(u8::from(live.is_some())),
+        ),
+        (
+            "nats_oidc_callout_revocations_active",
+            "Revocations in force.",
+            live.map_or(0.0, |l| l.set.active(now) as f64),
+        ),
+        (
+            "nats_oidc_callout_revocations_stale",
+            "1 while the revocation set may miss changes (watch lost; the last known set is served) or was never loaded.",
+            live.map_or(0.0, |l| {
+                f64::from(u8::from(!matches!(l.set.health(), Health::Loaded { .. })))
+            }),
+        ),
+        (
+            "nats_oidc_callout_sessions_live",
+            "Live connections this instance authorized.",
+            live.map_or(0.0, |l| l.sessions.len() as f64),
+        ),
+    ] {
+        out.header(name, "gauge", help);
+        out.sample(name, &[], value);
     }
     out.header(
         "nats_oidc_callout_nats_connected",

@@ -474,6 +474,8 @@ async fn prometheus_finds_every_dashboard_and_alert_series_and_alerts_fire_on_ou
         "NatsOidcCalloutNoKeys",
         "NatsOidcCalloutDecisionsTimingOutOrSaturated",
         "NatsOidcCalloutPolicyReloadFailed",
+        "NatsOidcCalloutConnectionsNotClosed",
+        "NatsOidcCalloutRevocationsStale",
     ])
     .await;
 
