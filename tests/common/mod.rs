@@ -200,12 +200,23 @@ impl NatsServer {
 
 /// Config-mode nats-server config delegating to the callout.
 pub fn callout_server_config(port: u16, issuer: &str, xkey: Option<&str>) -> String {
+    callout_server_config_with_app(port, issuer, xkey, "")
+}
+
+/// [`callout_server_config`] with `app` inside the APP account's block
+/// (`jetstream: enabled`).
+pub fn callout_server_config_with_app(
+    port: u16,
+    issuer: &str,
+    xkey: Option<&str>,
+    app: &str,
+) -> String {
     let xkey = xkey.map(|x| format!("xkey: {x}")).unwrap_or_default();
     format!(
         r#"listen: 127.0.0.1:{port}
 accounts {{
   AUTH {{ users: [ {{ user: auth, password: authpw }} ] }}
-  APP {{}}
+  APP {{ {app} }}
   OTHER {{}}
   SYS {{}}
 }}
@@ -381,10 +392,16 @@ pub struct NodeIdp {
     dir: tempfile::TempDir,
     pub client_id: String,
     client_secret: String,
+    /// A second client (scope `nats` only) whose tokens live `SHORT_TOKEN_TTL`.
+    pub short_client_id: String,
+    short_client_secret: String,
     /// The resource indicator: the `aud` of every token.
     pub resource: String,
     starts: usize,
 }
+
+/// Lifetime of the short client's access tokens, in seconds.
+pub const SHORT_TOKEN_TTL: u64 = 10;
 
 impl NodeIdp {
     pub fn start() -> NodeIdp {
@@ -402,6 +419,8 @@ impl NodeIdp {
             dir: tempfile::tempdir().expect("tempdir"),
             client_id: "ci-job".into(),
             client_secret: format!("test-secret-{}", nkeys::KeyPair::new_user().public_key()),
+            short_client_id: "worker".into(),
+            short_client_secret: format!("test-secret-{}", nkeys::KeyPair::new_user().public_key()),
             resource: "https://nats.example.test".into(),
             starts: 0,
         };
@@ -416,7 +435,10 @@ impl NodeIdp {
             .env("IDP_KEYSTORE", self.dir.path().join("keystore.json"))
             .env("IDP_CLIENT_ID", &self.client_id)
             .env("IDP_CLIENT_SECRET", &self.client_secret)
-            .env("IDP_RESOURCE", &self.resource);
+            .env("IDP_RESOURCE", &self.resource)
+            .env("IDP_SHORT_CLIENT_ID", &self.short_client_id)
+            .env("IDP_SHORT_CLIENT_SECRET", &self.short_client_secret)
+            .env("IDP_SHORT_TTL", SHORT_TOKEN_TTL.to_string());
         self.starts += 1;
         let log = self.dir.path().join(format!("idp.{}.log", self.starts));
         self.proc = Some(Proc::spawn(cmd, log.clone()));
@@ -435,6 +457,30 @@ impl NodeIdp {
         let path = self.dir.path().join("client-secret");
         write_secret(&path, &self.client_secret);
         path
+    }
+
+    /// The short client's secret in a 0600 file.
+    pub fn short_secret_file(&self) -> PathBuf {
+        let path = self.dir.path().join("short-client-secret");
+        write_secret(&path, &self.short_client_secret);
+        path
+    }
+
+    /// The `exp` of every access token issued to `client_id` so far, in
+    /// order (the provider logs each one).
+    pub fn issued(&self, client_id: &str) -> Vec<i64> {
+        (1..=self.starts)
+            .flat_map(|i| {
+                read_log(&self.dir.path().join(format!("idp.{i}.log")))
+                    .lines()
+                    .filter_map(|l| {
+                        let mut w = l.strip_prefix("issued ")?.split(' ');
+                        (w.next()? == client_id).then_some(())?;
+                        w.next()?.parse().ok()
+                    })
+                    .collect::<Vec<i64>>()
+            })
+            .collect()
     }
 
     /// A client-credentials access token for `scope`.
@@ -575,6 +621,8 @@ pub struct EnvOptions<'a> {
     pub nats_extra: &'a str,
     /// Lines for the service's own `[nats]` table.
     pub service_nats_extra: &'a str,
+    /// Inside the nats-server's APP account block (`jetstream: enabled`).
+    pub app_account: &'a str,
 }
 
 impl Default for EnvOptions<'_> {
@@ -590,6 +638,7 @@ impl Default for EnvOptions<'_> {
             config_extra: "",
             nats_extra: "",
             service_nats_extra: "",
+            app_account: "",
         }
     }
 }
@@ -681,10 +730,11 @@ file = "policy.toml"
         let config_path = dir.path().join("callout.toml");
         std::fs::write(&config_path, config).unwrap();
         let xkey_pub = xkey.public_key();
-        let nats_config = callout_server_config(
+        let nats_config = callout_server_config_with_app(
             port,
             &account.public_key(),
             opts.xkey.then_some(xkey_pub.as_str()),
+            opts.app_account,
         );
         let nats = NatsServer::start(port, &format!("{nats_config}\n{}", opts.nats_extra));
         let service = Service::start(&config_path);
