@@ -8,6 +8,11 @@
 //! `token --out FILE --refresh` sidecar, the GitHub Actions source, the
 //! `client` feature's dependency tree, and the README's copies of the
 //! recipes.
+//!
+//! Still to come with the revocation feature: "a client whose access was
+//! revoked stays out" — `Bench::spawn` a recipe, revoke its subject while it
+//! runs, and assert that its later decisions are `revoked: …` denials and
+//! that it publishes nothing more.
 
 mod common;
 
@@ -178,48 +183,27 @@ impl Bench {
 
     /// Runs a recipe to its end and gathers what the client, the service
     /// and the IdP saw.
-    async fn run(&self, stack: &str, mut cmd: Command) -> Report {
+    async fn run(&self, stack: &str, cmd: Command) -> Report {
+        self.spawn(stack, cmd).finish(self).await
+    }
+
+    /// Starts a recipe; a test may act on the running client (revoke it,
+    /// restart a server) before [`Running::finish`].
+    fn spawn(&self, stack: &str, mut cmd: Command) -> Running {
         self.recipe_env(&mut cmd, stack);
-        let out_path = self.dir.path().join(format!("{stack}.stdout"));
-        let err_path = self.dir.path().join(format!("{stack}.stderr"));
+        let stdout = self.dir.path().join(format!("{stack}.stdout"));
+        let stderr = self.dir.path().join(format!("{stack}.stderr"));
         cmd.stdin(Stdio::null())
-            .stdout(std::fs::File::create(&out_path).unwrap())
-            .stderr(std::fs::File::create(&err_path).unwrap())
+            .stdout(std::fs::File::create(&stdout).unwrap())
+            .stderr(std::fs::File::create(&stderr).unwrap())
             .kill_on_drop(true);
-        let started = Instant::now();
-        let mut child = cmd.spawn().unwrap_or_else(|e| panic!("{stack}: {e}"));
-        let status = tokio::time::timeout(RECIPE_LIMIT, child.wait()).await;
-        let seconds = started.elapsed().as_secs_f64();
-        let stdout = std::fs::read_to_string(&out_path).unwrap_or_default();
-        let stderr = std::fs::read_to_string(&err_path).unwrap_or_default();
-        let Ok(status) = status else {
-            let _ = child.kill().await;
-            panic!("{stack}: no end within {RECIPE_LIMIT:?}\n{stdout}\n{stderr}");
-        };
-        let summary: Value = stdout
-            .lines()
-            .rev()
-            .find_map(|l| serde_json::from_str(l).ok())
-            .unwrap_or_else(|| panic!("{stack}: no JSON summary\n{stdout}\n{stderr}"));
-        let report = Report {
+        Running {
             stack: stack.to_owned(),
-            ok: status.is_ok_and(|s| s.success()),
-            summary,
-            decisions: decisions(&self.env.service.log(), &client_name(stack)),
-            issued: self.idp.issued(&self.idp.short_client_id),
-            violations: self
-                .env
-                .nats
-                .log()
-                .lines()
-                .filter(|l| l.contains("Permissions Violation"))
-                .map(str::to_owned)
-                .collect(),
-            seconds,
+            child: cmd.spawn().unwrap_or_else(|e| panic!("{stack}: {e}")),
+            started: Instant::now(),
+            stdout,
             stderr,
-        };
-        eprintln!("{}", report.line());
-        report
+        }
     }
 
     /// The server's own account of the consumer: every message stored
@@ -251,6 +235,55 @@ impl Bench {
             Some((0, 0, MESSAGES as u64)),
             "{stack}: consumer (pending, ack pending, ack floor)"
         );
+    }
+}
+
+/// A recipe process, killed if dropped before it ends.
+struct Running {
+    stack: String,
+    child: tokio::process::Child,
+    started: Instant,
+    stdout: PathBuf,
+    stderr: PathBuf,
+}
+
+impl Running {
+    /// Waits (bounded) for the recipe to end; what the client, the service
+    /// and the IdP saw.
+    async fn finish(mut self, bench: &Bench) -> Report {
+        let stack = &self.stack;
+        let status = tokio::time::timeout(RECIPE_LIMIT, self.child.wait()).await;
+        let seconds = self.started.elapsed().as_secs_f64();
+        let stdout = std::fs::read_to_string(&self.stdout).unwrap_or_default();
+        let stderr = std::fs::read_to_string(&self.stderr).unwrap_or_default();
+        let Ok(status) = status else {
+            let _ = self.child.kill().await;
+            panic!("{stack}: no end within {RECIPE_LIMIT:?}\n{stdout}\n{stderr}");
+        };
+        let summary: Value = stdout
+            .lines()
+            .rev()
+            .find_map(|l| serde_json::from_str(l).ok())
+            .unwrap_or_else(|| panic!("{stack}: no JSON summary\n{stdout}\n{stderr}"));
+        let report = Report {
+            stack: stack.clone(),
+            ok: status.is_ok_and(|s| s.success()),
+            summary,
+            decisions: decisions(&bench.env.service.log(), &client_name(stack)),
+            issued: bench.idp.issued(&bench.idp.short_client_id),
+            violations: bench
+                .env
+                .nats
+                .log()
+                .lines()
+                .filter(|l| l.contains("Permissions Violation"))
+                .map(str::to_owned)
+                .collect(),
+            seconds,
+            stderr,
+        };
+        eprintln!("{}", report.line());
+        report
     }
 }
 
@@ -441,16 +474,27 @@ async fn build(what: &str, cmd: &mut Command) -> String {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn rust_async_nats_client_outlives_its_tokens() {
     let _slot = SLOTS.acquire().await.unwrap();
-    let built = build(
-        "cargo build --example client",
-        Command::new(env!("CARGO")).current_dir(root()).args([
-            "build",
-            "--example",
-            "client",
-            "--message-format=json",
-        ]),
-    )
-    .await;
+    let mut cargo = Command::new(env!("CARGO"));
+    // What `cargo test` sets for the test itself; build scripts (ring's)
+    // rerun when these change, so the nested build must not see them.
+    for (name, _) in std::env::vars() {
+        if ["CARGO_PKG_", "CARGO_MANIFEST_", "CARGO_BIN_"]
+            .iter()
+            .any(|p| name.starts_with(p))
+            || [
+                "CARGO_CRATE_NAME",
+                "CARGO_TARGET_TMPDIR",
+                "CARGO_PRIMARY_PACKAGE",
+            ]
+            .contains(&name.as_str())
+        {
+            cargo.env_remove(name);
+        }
+    }
+    cargo
+        .current_dir(root())
+        .args(["build", "--example", "client", "--message-format=json"]);
+    let built = build("cargo build --example client", &mut cargo).await;
     let exe = built
         .lines()
         .filter_map(|l| serde_json::from_str::<Value>(l).ok())
