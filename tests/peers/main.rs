@@ -6,6 +6,7 @@
 mod support;
 
 mod browser;
+mod clients;
 mod mqtt;
 mod oidc_provider;
 mod prometheus;

@@ -191,6 +191,9 @@ pub struct NodeIdp {
     dir: tempfile::TempDir,
     pub client_id: String,
     client_secret: String,
+    /// A second client (scope `nats` only) whose tokens live `SHORT_TOKEN_TTL`.
+    pub short_client_id: String,
+    short_client_secret: String,
     /// The resource indicator: the `aud` of every token.
     pub resource: String,
     /// A public client for the authorization code flow with PKCE (client id,
@@ -198,6 +201,9 @@ pub struct NodeIdp {
     browser_client: Option<(String, String)>,
     starts: usize,
 }
+
+/// Lifetime of the short client's access tokens, in seconds.
+pub const SHORT_TOKEN_TTL: u64 = 10;
 
 impl NodeIdp {
     pub fn start() -> NodeIdp {
@@ -226,6 +232,8 @@ impl NodeIdp {
             dir: tempfile::tempdir().expect("tempdir"),
             client_id: "ci-job".into(),
             client_secret: format!("test-secret-{}", nkeys::KeyPair::new_user().public_key()),
+            short_client_id: "worker".into(),
+            short_client_secret: format!("test-secret-{}", nkeys::KeyPair::new_user().public_key()),
             resource: "https://nats.example.test".into(),
             browser_client,
             starts: 0,
@@ -241,7 +249,10 @@ impl NodeIdp {
             .env("IDP_KEYSTORE", self.dir.path().join("keystore.json"))
             .env("IDP_CLIENT_ID", &self.client_id)
             .env("IDP_CLIENT_SECRET", &self.client_secret)
-            .env("IDP_RESOURCE", &self.resource);
+            .env("IDP_RESOURCE", &self.resource)
+            .env("IDP_SHORT_CLIENT_ID", &self.short_client_id)
+            .env("IDP_SHORT_CLIENT_SECRET", &self.short_client_secret)
+            .env("IDP_SHORT_TTL", SHORT_TOKEN_TTL.to_string());
         if let Some((client_id, redirect_uri)) = &self.browser_client {
             cmd.env("IDP_BROWSER_CLIENT_ID", client_id)
                 .env("IDP_BROWSER_REDIRECT_URI", redirect_uri);
@@ -264,6 +275,30 @@ impl NodeIdp {
         let path = self.dir.path().join("client-secret");
         write_secret(&path, &self.client_secret);
         path
+    }
+
+    /// The short client's secret in a 0600 file.
+    pub fn short_secret_file(&self) -> PathBuf {
+        let path = self.dir.path().join("short-client-secret");
+        write_secret(&path, &self.short_client_secret);
+        path
+    }
+
+    /// The `exp` of every access token issued to `client_id` so far, in
+    /// order (the provider logs each one).
+    pub fn issued(&self, client_id: &str) -> Vec<i64> {
+        (1..=self.starts)
+            .flat_map(|i| {
+                read_log(&self.dir.path().join(format!("idp.{i}.log")))
+                    .lines()
+                    .filter_map(|l| {
+                        let mut w = l.strip_prefix("issued ")?.split(' ');
+                        (w.next()? == client_id).then_some(())?;
+                        w.next()?.parse().ok()
+                    })
+                    .collect::<Vec<i64>>()
+            })
+            .collect()
     }
 
     /// A client-credentials access token for `scope`.
