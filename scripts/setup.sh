@@ -64,3 +64,5 @@ if ! command -v docker-compose >/dev/null; then
   fi
 fi
 echo "docker-compose: $(command -v docker-compose)"
+
+"$root/scripts/setup/openssl.sh"

@@ -2,6 +2,7 @@
 //! bearer tokens into short-lived, policy-scoped NATS user JWTs.
 
 pub mod authorize;
+pub mod certificate;
 pub mod cli;
 pub mod config;
 pub mod doctor;

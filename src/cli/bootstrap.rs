@@ -9,6 +9,7 @@ use jsonwebtoken::Algorithm;
 use rand::Rng;
 use serde_json::{Map, Value};
 
+use super::bootstrap_tls;
 use super::keygen::{write_new, write_secret};
 use crate::authorize::now_unix;
 use crate::config::{Config, KeySourceKind};
@@ -46,6 +47,10 @@ pub struct BootstrapArgs {
     issuer: Option<String>,
     #[arg(long, requires = "issuer")]
     audience: Option<String>,
+    /// Also write a local CA and certificates, and require client
+    /// certificates (`tls { verify: true }`) on the server.
+    #[arg(long)]
+    tls: bool,
 }
 
 #[derive(Args, Debug)]
@@ -105,7 +110,15 @@ fn random_secret() -> String {
 
 fn write_setup(args: &BootstrapArgs) -> Result<String, String> {
     let dir = &args.dir;
-    for f in ["nats-server.conf", "callout.toml", "policy.toml"] {
+    let tls_files = if args.tls {
+        &bootstrap_tls::FILES[..]
+    } else {
+        &[]
+    };
+    for f in ["nats-server.conf", "callout.toml", "policy.toml"]
+        .iter()
+        .chain(tls_files)
+    {
         if dir.join(f).exists() {
             return Err(format!(
                 "{} already exists; refusing to overwrite it",
@@ -123,10 +136,17 @@ fn write_setup(args: &BootstrapArgs) -> Result<String, String> {
         &dir.join("keys/xkey.nk"),
         format!("{}\n", xkey.seed().map_err(|e| e.to_string())?).as_bytes(),
     )?;
-    let (server_conf, nats_section) = match args.mode {
+    let (mut server_conf, mut nats_section) = match args.mode {
         Mode::Config => config_mode_server(args, &issuer, &xkey)?,
         Mode::Operator => operator_mode_server(args, &issuer, &xkey)?,
     };
+    let tls = args.tls.then(|| bootstrap_tls::write(dir)).transpose()?;
+    if let Some(tls) = &tls {
+        server_conf += &tls.server_block();
+        // Into the [nats] table, ahead of any [[account]] tables.
+        nats_section =
+            nats_section.replacen("[nats]\n", &format!("[nats]\n{}", tls.nats_entry()), 1);
+    }
     write_secret(&dir.join("nats-server.conf"), server_conf.as_bytes())?;
 
     let (issuer_block, rule_issuer) = match (&args.issuer, &args.audience) {
@@ -172,7 +192,7 @@ fn write_setup(args: &BootstrapArgs) -> Result<String, String> {
     write_new(&dir.join("policy.toml"), policy.as_bytes(), 0o644)?;
 
     Ok(format!(
-        "wrote a local setup to {dir}\n  nats-server -c {conf}\n  nats-oidc-callout serve --config {callout}{dev}",
+        "wrote a local setup to {dir}\n  nats-server -c {conf}\n  nats-oidc-callout serve --config {callout}{dev}{tls}",
         dir = dir.display(),
         conf = dir.join("nats-server.conf").display(),
         callout = dir.join("callout.toml").display(),
@@ -180,7 +200,8 @@ fn write_setup(args: &BootstrapArgs) -> Result<String, String> {
             format!("\n  nats-oidc-callout dev-token --dir {} --sub alice --scope nats", dir.display())
         } else {
             String::new()
-        }
+        },
+        tls = tls.map(|t| t.summary(args.port)).unwrap_or_default(),
     ))
 }
 

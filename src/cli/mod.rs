@@ -2,6 +2,7 @@
 //! 1 a negative answer (denied, critical finding), 2 bad usage or config.
 
 mod bootstrap;
+mod bootstrap_tls;
 mod check;
 mod doctor;
 
