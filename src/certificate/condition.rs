@@ -40,7 +40,7 @@ struct ConditionFile {
 /// A compiled `certificate = { … }` table. Text fields are globs (`*`
 /// matches any run of characters, `/` and `.` included); a list means any
 /// of its patterns. A SAN field holds when any of the certificate's names of
-/// that kind matches. `sha256` is exact: 64 hex digits, any case, `:`
+/// that kind matches; `san_dns` ignores ASCII case, the rest is exact. `sha256` is exact: 64 hex digits, any case, `:`
 /// separators allowed (as `openssl x509 -fingerprint -sha256` prints it).
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 #[serde(try_from = "ConditionFile")]
@@ -178,9 +178,14 @@ impl CertificateCondition {
             if patterns.is_empty() {
                 continue;
             }
+            // DNS names compare case-insensitively (RFC 4343).
+            let fold = |s: &str| match *field {
+                "san_dns" => s.to_ascii_lowercase(),
+                _ => s.to_owned(),
+            };
             let hit = values
                 .iter()
-                .any(|v| patterns.iter().any(|p| glob_match(p, v)));
+                .any(|v| patterns.iter().any(|p| glob_match(&fold(p), &fold(v))));
             if !hit {
                 return Err(refusal(field, patterns, values));
             }

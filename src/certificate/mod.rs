@@ -185,6 +185,7 @@ impl ClientCertificate {
         let cert =
             Certificate::from_der(der).map_err(|e| CertificateError::BadX509(e.to_string()))?;
         let tbs = cert.tbs_certificate();
+        let digest: [u8; 32] = Sha256::digest(der).into();
         let mut out = Self {
             subject: tbs.subject().to_string(),
             issuer: tbs.issuer().to_string(),
@@ -192,12 +193,10 @@ impl ClientCertificate {
             san_dns: Vec::new(),
             san_uri: Vec::new(),
             san_email: Vec::new(),
-            sha256: String::new(),
-            x5t_s256: String::new(),
-            digest: Sha256::digest(der).into(),
+            sha256: HEXLOWER.encode(&digest),
+            x5t_s256: BASE64URL_NOPAD.encode(&digest),
+            digest,
         };
-        out.sha256 = HEXLOWER.encode(&out.digest);
-        out.x5t_s256 = BASE64URL_NOPAD.encode(&out.digest);
         let sans: Vec<_> = tbs
             .extensions()
             .into_iter()
@@ -233,7 +232,7 @@ impl ClientCertificate {
     /// The value of a `{cert.NAME}` placeholder. Multi-valued fields give
     /// a value only when the certificate has exactly one, so a subject never
     /// depends on which of several names was picked. The caller still checks
-    /// that the value is one subject token (most are not: see the README).
+    /// that the value is one subject token (many are not: see the module doc).
     pub fn field(&self, name: &str) -> Result<String, FieldError> {
         let one = |values: &[String]| match values {
             [v] => Ok(v.clone()),

@@ -346,6 +346,23 @@ fn every_listed_field_must_match() {
 }
 
 #[test]
+fn dns_names_ignore_case_other_fields_do_not() {
+    let c = ClientCertificate::from_pem(
+        &make(
+            &[(DnType::CommonName, "Orders")],
+            vec![dns("Orders.PROD.svc"), uri("spiffe://acme.example/Ns/x")],
+        )
+        .pem,
+    )
+    .unwrap();
+    assert_eq!(condition("san_dns = \"*.prod.SVC\"").matches(&c), Ok(()));
+    assert!(condition("san_uri = \"spiffe://acme.example/ns/*\"")
+        .matches(&c)
+        .is_err());
+    assert!(condition("subject = \"CN=orders\"").matches(&c).is_err());
+}
+
+#[test]
 fn a_list_is_any_of_its_patterns() {
     let c = ClientCertificate::from_pem(&acme().pem).unwrap();
     let any = condition("san_uri = [\"spiffe://other/*\", \"spiffe://acme.example/ns/prod/*\"]");
