@@ -41,6 +41,7 @@
 
 mod binding;
 mod condition;
+mod dn;
 pub mod issue;
 #[cfg(test)]
 pub(crate) mod testing;
@@ -49,9 +50,8 @@ mod tests;
 
 use data_encoding::{BASE64URL_NOPAD, HEXLOWER};
 use sha2::{Digest, Sha256};
-use x509_cert::der::asn1::{Ia5StringRef, PrintableStringRef, TeletexStringRef, Utf8StringRef};
 use x509_cert::der::oid::AssociatedOid;
-use x509_cert::der::{Decode, Tag, Tagged};
+use x509_cert::der::Decode;
 use x509_cert::ext::pkix::name::GeneralName;
 use x509_cert::ext::pkix::SubjectAltName;
 use x509_cert::Certificate;
@@ -187,8 +187,8 @@ impl ClientCertificate {
         let tbs = cert.tbs_certificate();
         let digest: [u8; 32] = Sha256::digest(der).into();
         let mut out = Self {
-            subject: tbs.subject().to_string(),
-            issuer: tbs.issuer().to_string(),
+            subject: dn::rfc4514(tbs.subject()),
+            issuer: dn::rfc4514(tbs.issuer()),
             cn: common_name(tbs.subject()),
             san_dns: Vec::new(),
             san_uri: Vec::new(),
@@ -279,20 +279,9 @@ fn pem_to_der(pem: &str) -> Result<Vec<u8>, CertificateError> {
 
 /// The last CN attribute in DER order that is a string.
 fn common_name(name: &x509_cert::name::Name) -> Option<String> {
-    const CN: x509_cert::der::oid::ObjectIdentifier =
-        x509_cert::der::oid::ObjectIdentifier::new_unwrap("2.5.4.3");
     name.iter()
-        .filter(|atv| atv.oid == CN)
-        .filter_map(|atv| {
-            let v = &atv.value;
-            match v.tag() {
-                Tag::Utf8String => Utf8StringRef::try_from(v).ok().map(|s| s.to_string()),
-                Tag::PrintableString => PrintableStringRef::try_from(v).ok().map(|s| s.to_string()),
-                Tag::Ia5String => Ia5StringRef::try_from(v).ok().map(|s| s.to_string()),
-                Tag::TeletexString => TeletexStringRef::try_from(v).ok().map(|s| s.to_string()),
-                _ => None,
-            }
-        })
+        .filter(|atv| atv.oid == dn::COMMON_NAME)
+        .filter_map(dn::text)
         .last()
 }
 
