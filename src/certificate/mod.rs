@@ -86,8 +86,9 @@ pub const TEMPLATE_FIELDS: [&str; 9] = [
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ClientCertificate {
     /// Subject DN as an RFC 4514 string, most specific first
-    /// (`CN=orders,OU=prod,O=Acme\, Inc.,C=US`): the form nats-server logs
-    /// and `verify_and_map` matches.
+    /// (`CN=orders,OU=prod,O=Acme\, Inc.,C=US`), as `openssl x509 -nameopt
+    /// RFC2253` prints it; for such common attributes nats-server logs the
+    /// same string.
     pub subject: String,
     pub issuer: String,
     /// The subject's common name (the last CN in DER order, as Go reads it).
