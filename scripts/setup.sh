@@ -70,3 +70,4 @@ fi
 echo "docker-compose: $(command -v docker-compose)"
 bash "$root/scripts/setup/mqtt.sh"
 bash "$root/scripts/setup/browser.sh"
+bash "$root/scripts/setup/openssl.sh"

@@ -14,6 +14,8 @@ pub mod audit;
 #[cfg(feature = "service")]
 pub mod callout;
 #[cfg(feature = "service")]
+pub mod certificate;
+#[cfg(feature = "service")]
 pub mod claims;
 #[cfg(feature = "service")]
 pub mod cli;

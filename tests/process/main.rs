@@ -4,6 +4,7 @@
 #[path = "../support/mod.rs"]
 mod support;
 
+mod certificates_core;
 mod cli;
 mod deploy;
 mod ha;

@@ -6,6 +6,7 @@ use std::process::ExitCode;
 
 mod dev;
 mod servers;
+mod tls;
 
 use clap::{Args, ValueEnum};
 use rand::Rng;
@@ -44,6 +45,10 @@ pub struct BootstrapArgs {
     issuer: Option<String>,
     #[arg(long, requires = "issuer")]
     audience: Option<String>,
+    /// Also write a local CA and certificates, and require client
+    /// certificates (`tls { verify: true }`) on the server.
+    #[arg(long)]
+    tls: bool,
 }
 
 #[derive(Args, Debug)]
@@ -107,7 +112,11 @@ fn random_secret() -> String {
 
 fn write_setup(args: &BootstrapArgs) -> Result<String, String> {
     let dir = &args.dir;
-    for f in ["nats-server.conf", "callout.toml", "policy.toml"] {
+    let tls_files = if args.tls { &tls::FILES[..] } else { &[] };
+    for f in ["nats-server.conf", "callout.toml", "policy.toml"]
+        .iter()
+        .chain(tls_files)
+    {
         if dir.join(f).exists() {
             return Err(format!(
                 "{} already exists; refusing to overwrite it",
@@ -125,10 +134,14 @@ fn write_setup(args: &BootstrapArgs) -> Result<String, String> {
         &dir.join("keys/xkey.nk"),
         format!("{}\n", xkey.seed().map_err(|e| e.to_string())?).as_bytes(),
     )?;
-    let setup = match args.mode {
+    let mut setup = match args.mode {
         Mode::Config => servers::config_mode(args, &issuer, &xkey)?,
         Mode::Operator => servers::operator_mode(args, &issuer, &xkey)?,
     };
+    let tls = args.tls.then(|| tls::write(dir)).transpose()?;
+    if let Some(tls) = &tls {
+        setup.conf += &tls.server_block();
+    }
     write_secret(&dir.join("nats-server.conf"), setup.conf.as_bytes())?;
 
     let quote = |v: &str| toml::Value::String(v.to_owned()).to_string();
@@ -143,11 +156,16 @@ fn write_setup(args: &BootstrapArgs) -> Result<String, String> {
     for (key, value) in &setup.nats {
         config = config.nats_set(key, &quote(value));
     }
-    let system: Vec<String> = setup
+    let mut system: Vec<String> = setup
         .system
         .iter()
         .map(|(k, v)| format!("{k} = {}", quote(v)))
         .collect();
+    if let Some(tls) = &tls {
+        // With verify: true every connection needs a client certificate.
+        config = config.nats_set("tls", &tls.client_entry());
+        system.push(format!("tls = {}", tls.client_entry()));
+    }
     config = config.tables(&format!(
         "# The system-account user that closes and lists live connections.\n\
          [system]\n{}\n\n\
@@ -196,7 +214,7 @@ fn write_setup(args: &BootstrapArgs) -> Result<String, String> {
     write_new(&dir.join("policy.toml"), policy.as_bytes(), 0o644)?;
 
     Ok(format!(
-        "wrote a local setup to {dir}\n  nats-server -c {conf}\n  nats-oidc-callout serve --config {callout}{dev}",
+        "wrote a local setup to {dir}\n  nats-server -c {conf}\n  nats-oidc-callout serve --config {callout}{dev}{tls}",
         dir = dir.display(),
         conf = dir.join("nats-server.conf").display(),
         callout = dir.join("callout.toml").display(),
@@ -204,6 +222,7 @@ fn write_setup(args: &BootstrapArgs) -> Result<String, String> {
             format!("\n  nats-oidc-callout dev-token --dir {} --sub alice --scope nats", dir.display())
         } else {
             String::new()
-        }
+        },
+        tls = tls.map(|t| t.summary(args.port)).unwrap_or_default(),
     ))
 }
