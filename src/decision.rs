@@ -9,10 +9,12 @@ use std::time::Duration;
 
 use serde_json::{Map, Value};
 
+use crate::certificate::{check_binding, BindingError, CertificateBound, CertificateError};
 use crate::config::Config;
 use crate::issuer::{Issuers, JwksError, TokenError, VerifiedToken};
 use crate::policy::{
     Connection, Denial, Grant, Identity, Known, Origin, Policy, PolicyError, RuleTrace,
+    CERTIFICATE_ISSUER,
 };
 use crate::reason::ReasonClass;
 use crate::revocation::{Health, Presented, RevocationSet};
@@ -32,6 +34,10 @@ pub enum Reason {
     Revoked(String),
     #[error("revocations unavailable: the revocation bucket has not been read since the service started")]
     RevocationsUnavailable,
+    #[error(transparent)]
+    Certificate(#[from] CertificateError),
+    #[error(transparent)]
+    Binding(#[from] BindingError),
     #[error(
         "request expired {late_secs} s ago: a replay, or the clocks of server and service disagree"
     )]
@@ -56,6 +62,8 @@ impl Reason {
             Reason::TokenExpiring => ReasonClass::TokenExpiring,
             Reason::Revoked(_) => ReasonClass::Revoked,
             Reason::RevocationsUnavailable => ReasonClass::RevocationsUnavailable,
+            Reason::Certificate(_) => ReasonClass::CertificateInvalid,
+            Reason::Binding(_) => ReasonClass::CertificateBinding,
             Reason::StaleRequest { .. } | Reason::RequestWithoutExpiry => ReasonClass::StaleRequest,
             Reason::BadRequest(_) => ReasonClass::BadRequest,
             Reason::Saturated => ReasonClass::Saturated,
@@ -219,9 +227,46 @@ impl Decider {
             .validate(token, Some(policy.claims_read()))
             .await
         {
-            Ok(verified) => self.evaluate(&policy, verified, request, now, explain),
+            Ok(verified) => match self.binding(&verified, request) {
+                Ok(()) => self.evaluate(&policy, verified, request, now, explain),
+                Err(e) => Outcome {
+                    issuer: Some(verified.issuer.clone()),
+                    subject: Some(verified.subject.clone()),
+                    ..Outcome::denied(e)
+                },
+            },
             Err(e) => Outcome::denied(e),
         }
+    }
+
+    /// RFC 8705: a token bound to a client certificate is good only over a
+    /// connection with that certificate, verified; an issuer may require
+    /// every token to be bound.
+    fn binding(&self, token: &VerifiedToken, request: &Request<'_>) -> Result<(), BindingError> {
+        let mode = self
+            .issuers
+            .by_name(&token.issuer)
+            .map_or(CertificateBound::Optional, |i| i.config.certificate_bound);
+        check_binding(&token.claims, request.conn.certificate, mode)
+    }
+
+    /// Decides a connection that presents a verified client certificate and
+    /// no bearer token: the identity of the `certificate` pseudo-issuer,
+    /// whose subject is the SPIFFE ID if there is one, else the subject DN.
+    pub fn decide_certificate(&self, request: &Request<'_>, now: i64, explain: bool) -> Outcome {
+        let Some(cert) = request.conn.certificate else {
+            return Outcome::denied(TokenError::Missing);
+        };
+        let subject = cert
+            .san_uri
+            .iter()
+            .find(|u| u.starts_with("spiffe://"))
+            .cloned()
+            .unwrap_or_else(|| cert.subject.clone());
+        let mut claims = Map::new();
+        claims.insert("sub".into(), Value::String(subject));
+        let identity = VerifiedToken::new(CERTIFICATE_ISSUER.to_owned(), "scope", claims);
+        self.evaluate(&self.policy(), Arc::new(identity), request, now, explain)
     }
 
     /// Evaluates the policy on unverified claims (`check --claims`): `iss`

@@ -111,6 +111,7 @@ impl Live {
                 started: now,
                 conn_type: reply.client.conn_type.clone(),
                 host: reply.client.host.clone(),
+                certificate: reply.client.certificate.clone(),
             },
             now,
         );

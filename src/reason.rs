@@ -51,6 +51,8 @@ classes! {
     TokenExpiring => "token_expiring": "the token expires before a user could be issued",
     Revoked => "revoked": "a revocation in force covers the token's subject, jti, client id or the connection's user nkey",
     RevocationsUnavailable => "revocations_unavailable": "the revocation bucket has never been read since start, so no connect can be checked against it",
+    CertificateInvalid => "certificate_invalid": "the verified client certificate in the request cannot be read",
+    CertificateBinding => "certificate_binding": "a certificate-bound token (RFC 8705 `cnf`) over a connection without that certificate, or an unbound token where the issuer requires binding",
     StaleRequest => "stale_request": "the server's request is past its `exp` (a replay, or clock skew)",
     BadRequest => "bad_request": "the request cannot be opened, decoded or verified (answered with an empty denial)",
     Saturated => "saturated": "more requests in flight than `max_in_flight`",

@@ -6,6 +6,9 @@
 mod answer;
 pub mod request;
 
+use std::sync::Arc;
+
+use crate::certificate::ClientCertificate;
 use crate::clock::now_unix;
 use crate::config::{Config, TokenSource};
 use crate::decision::{Decider, LoadError, Outcome, Reason, Request};
@@ -42,6 +45,8 @@ pub struct ClientFacts {
     pub user_nkey: String,
     /// `nats`, `websocket`, `mqtt` or `leafnode`.
     pub conn_type: String,
+    /// The verified client certificate, if the connection has one.
+    pub certificate: Option<Arc<ClientCertificate>>,
 }
 
 /// A [`Decider`] plus the keys that sign and seal the server's answers.
@@ -92,10 +97,19 @@ impl Callout {
         };
         let req = &opened.request.nats;
         let now = now_unix();
+        // Only a certificate the server verified counts; one that cannot be
+        // read denies the connection rather than passing as "none".
+        let certificate = match ClientCertificate::from_client_tls(req.client_tls.as_ref()) {
+            Ok(c) => c.map(Arc::new),
+            Err(e) => {
+                return self.answer(&opened, Outcome::denied(Reason::Certificate(e)), None, now)
+            }
+        };
         let facts = Request {
             conn: Connection {
                 conn_type: Some(request::connection_type(req)),
                 host: Some(req.client_info.host.as_str()),
+                certificate: certificate.as_deref(),
             },
             user_nkey: Some(req.user_nkey.as_str()),
         };
@@ -108,21 +122,31 @@ impl Callout {
         ) {
             (Some(reason), _) => Outcome::denied(reason),
             (None, Some(t)) => self.decider.decide(t, &facts, now, false).await,
+            // No bearer token: a verified client certificate is the identity.
+            (None, None) if certificate.is_some() => {
+                self.decider.decide_certificate(&facts, now, false)
+            }
             (None, None) => Outcome::denied(TokenError::Missing),
         };
-        self.answer(&opened, outcome, now)
+        self.answer(&opened, outcome, certificate, now)
     }
 
     /// Denies a request without deciding (overload, deadline), still with a
     /// reason the server logs.
     pub fn refuse(&self, payload: &[u8], server_xkey: Option<&str>, reason: Reason) -> Reply {
         match request::open(payload, server_xkey, self.signers.xkey.as_ref()) {
-            Ok(opened) => self.answer(&opened, Outcome::denied(reason), now_unix()),
+            Ok(opened) => self.answer(&opened, Outcome::denied(reason), None, now_unix()),
             Err(reason) => unaddressable(reason),
         }
     }
 
-    fn answer(&self, opened: &request::Opened, outcome: Outcome, now: i64) -> Reply {
+    fn answer(
+        &self,
+        opened: &request::Opened,
+        outcome: Outcome,
+        certificate: Option<Arc<ClientCertificate>>,
+        now: i64,
+    ) -> Reply {
         let req = &opened.request.nats;
         let name = format!(
             "{}/{}",
@@ -140,6 +164,7 @@ impl Callout {
             cid: req.client_info.id,
             user_nkey: req.user_nkey.clone(),
             conn_type: request::connection_type(req).to_owned(),
+            certificate,
         };
         match answer::respond(&self.signers, req, opened.reply_key.as_ref(), result, now) {
             Ok(payload) => Reply {

@@ -61,6 +61,10 @@ pub use condition::{CertificateCondition, CONDITION_FIELDS};
 
 use crate::protocol::ClientTls;
 
+/// The pseudo-issuer of connections that present a verified client
+/// certificate and no bearer token; policy rules name it like an issuer.
+pub const CERTIFICATE_ISSUER: &str = "certificate";
+
 /// More verified chains than this is not a real handshake.
 pub const MAX_CHAINS: usize = 16;
 /// Longest chain read; real chains have two to four certificates.

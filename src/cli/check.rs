@@ -49,6 +49,7 @@ pub fn run(args: CheckArgs) -> ExitCode {
         conn: Connection {
             conn_type: args.client_type.as_deref(),
             host: args.client_host.as_deref(),
+            certificate: None,
         },
         user_nkey: None,
     };

@@ -181,6 +181,12 @@ impl Compiler<'_> {
     fn issuer(&mut self, spanned: &Spanned<IssuerFile>) -> IssuerConfig {
         let i = spanned.get_ref();
         let name = i.name.get_ref();
+        if name == crate::certificate::CERTIFICATE_ISSUER {
+            self.error(
+                &i.name,
+                format!("issuer name {name:?} is reserved for certificate-only connections"),
+            );
+        }
         let audience = match i.audience.get_ref() {
             OneOrMany::One(a) => vec![a.clone()],
             OneOrMany::Many(list) => list.clone(),
@@ -256,6 +262,7 @@ impl Compiler<'_> {
             require_typ: i.require_typ.clone(),
             required_claims: i.required_claims.clone(),
             max_token_age: i.max_token_age.map(Duration::from),
+            certificate_bound: i.certificate_bound.unwrap_or_default(),
         }
     }
 

@@ -120,6 +120,7 @@ pub(super) struct IssuerFile {
     #[serde(default)]
     pub(super) required_claims: Vec<String>,
     pub(super) max_token_age: Option<HumanDuration>,
+    pub(super) certificate_bound: Option<crate::certificate::CertificateBound>,
 }
 
 #[derive(Deserialize)]

@@ -173,6 +173,9 @@ pub struct IssuerConfig {
     pub required_claims: Vec<String>,
     /// Refuse tokens issued (`iat`) longer ago than this; requires `iat`.
     pub max_token_age: Option<Duration>,
+    /// RFC 8705: whether every token must be bound to the connection's
+    /// client certificate (`required`), or only those that say so.
+    pub certificate_bound: crate::certificate::CertificateBound,
 }
 
 /// Which of the three key sources an issuer uses.

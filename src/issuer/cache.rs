@@ -126,8 +126,9 @@ pub(super) fn cache_key(token: &str, keep: KeptClaims) -> Key {
     h.finalize().into()
 }
 
-/// The claims at `keep`'s paths, plus `sub`, `exp`, the scope claim and what
-/// revocations select on (`jti`, `client_id`, `azp`, `cid`), such
+/// The claims at `keep`'s paths, plus `sub`, `exp`, the scope claim, what
+/// revocations select on (`jti`, `client_id`, `azp`, `cid`) and the
+/// certificate binding (`cnf`), such
 /// that [`lookup`] answers every kept path on them exactly as on all the
 /// claims. A path with one reading is stored under its whole name (lookup
 /// tries the whole name first). A path the token answers two ways keeps
@@ -144,6 +145,7 @@ fn kept(issuer: &Issuer, claims: Map<String, Value>, keep: KeptClaims) -> Map<St
         "client_id",
         "azp",
         "cid",
+        "cnf",
         issuer.config.scope_claim.as_str(),
     ];
     let mut out = Map::new();

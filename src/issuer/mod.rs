@@ -100,6 +100,11 @@ impl Issuers {
         self.list.iter().map(|i| i.config.name.clone()).collect()
     }
 
+    /// The issuer a verified token's `issuer` (config name) refers to.
+    pub fn by_name(&self, name: &str) -> Option<&Arc<Issuer>> {
+        self.list.iter().find(|i| i.config.name == name)
+    }
+
     pub fn by_iss(&self, iss: &str) -> Option<&Arc<Issuer>> {
         self.list.iter().find(|i| i.config.issuer == iss)
     }

@@ -19,6 +19,8 @@ use serde_json::{Map, Value};
 
 pub use template::{InterpolationError, SubjectTemplate};
 
+pub use crate::certificate::CERTIFICATE_ISSUER;
+use crate::certificate::{CertificateCondition, ClientCertificate};
 use crate::claims::{lookup, value_matches, Ambiguous};
 use crate::subject::{subject_within, validate_subject};
 
@@ -75,6 +77,7 @@ struct Rule {
     ttl: Option<Duration>,
     connection_types: Vec<String>,
     source_cidrs: Vec<IpNet>,
+    certificate: Option<CertificateCondition>,
     scope_permissions: Option<ScopeMapping>,
 }
 
@@ -127,6 +130,8 @@ pub struct Identity<'a> {
 pub struct Connection<'a> {
     pub conn_type: Option<&'a str>,
     pub host: Option<&'a str>,
+    /// The client certificate the server verified, if any.
+    pub certificate: Option<&'a ClientCertificate>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
@@ -207,6 +212,19 @@ impl Policy {
         &self.claims_read
     }
 
+    /// Whether any rule or subject reads the client certificate.
+    pub fn reads_certificates(&self) -> bool {
+        self.rules
+            .iter()
+            .any(|r| r.certificate.is_some() || r.issuer.as_deref() == Some(CERTIFICATE_ISSUER))
+            || self.sets.values().any(|s| {
+                [&s.publish, &s.subscribe]
+                    .into_iter()
+                    .flat_map(|p| p.allow.iter().chain(&p.deny))
+                    .any(SubjectTemplate::reads_certificate)
+            })
+    }
+
     /// Every account a grant can name.
     pub fn accounts(&self) -> Vec<&str> {
         let mut out: Vec<&str> = self.default_account.iter().map(String::as_str).collect();
@@ -284,10 +302,16 @@ impl Policy {
             for set_name in &rule.grant {
                 let set = &self.sets[set_name];
                 let via = format!("permission set {set_name:?}");
-                out.grant_set(&rule.name, &via, set, who.claims)?;
+                out.grant_set(&rule.name, &via, set, who.claims, conn.certificate)?;
             }
             if let Some(mapping) = &rule.scope_permissions {
-                out.grant_scopes(&rule.name, mapping, &self.sets[&mapping.ceiling], who)?;
+                out.grant_scopes(
+                    &rule.name,
+                    mapping,
+                    &self.sets[&mapping.ceiling],
+                    who,
+                    conn.certificate,
+                )?;
             }
         }
         let mut permissions = out.permissions;
@@ -389,6 +413,7 @@ impl Collector<'_> {
         via: &str,
         set: &PermissionSet,
         claims: &Map<String, Value>,
+        cert: Option<&ClientCertificate>,
     ) -> Result<(), InterpolationError> {
         for (list, templates) in [
             ("pub.allow", &set.publish.allow),
@@ -397,7 +422,7 @@ impl Collector<'_> {
             ("sub.deny", &set.subscribe.deny),
         ] {
             for t in templates {
-                self.add(list, t.render(claims)?, rule, via);
+                self.add(list, t.render(claims, cert)?, rule, via);
             }
         }
         if let Some(r) = set.resp {
@@ -419,6 +444,7 @@ impl Collector<'_> {
         mapping: &ScopeMapping,
         ceiling: &PermissionSet,
         who: &Identity,
+        cert: Option<&ClientCertificate>,
     ) -> Result<(), InterpolationError> {
         let directions = [
             (
@@ -439,7 +465,7 @@ impl Collector<'_> {
             let allowed: Vec<String> = bounds
                 .allow
                 .iter()
-                .map(|t| t.render(who.claims))
+                .map(|t| t.render(who.claims, cert))
                 .collect::<Result<_, _>>()?;
             let mut any = false;
             for scope in who.scopes {
@@ -457,7 +483,7 @@ impl Collector<'_> {
             if any {
                 let via = format!("ceiling {:?}", mapping.ceiling);
                 for t in &bounds.deny {
-                    self.add(deny_list, t.render(who.claims)?, rule, &via);
+                    self.add(deny_list, t.render(who.claims, cert)?, rule, &via);
                 }
             }
         }
@@ -532,6 +558,12 @@ impl Rule {
             if !self.source_cidrs.iter().any(|n| n.contains(&ip)) {
                 return Err(format!("client address {ip} not in the rule's source_cidrs").into());
             }
+        }
+        if let Some(condition) = &self.certificate {
+            let cert = conn
+                .certificate
+                .ok_or_else(|| Miss::No("no verified client certificate".into()))?;
+            condition.matches(cert).map_err(Miss::No)?;
         }
         Ok(())
     }

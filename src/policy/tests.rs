@@ -326,6 +326,7 @@ grant = ["p"]
     let conn = |t, h| Connection {
         conn_type: Some(t),
         host: Some(h),
+        certificate: None,
     };
     assert!(p.evaluate(&who, &conn("websocket", "10.1.2.3")).is_ok());
     assert!(p.evaluate(&who, &conn("nats", "10.1.2.3")).is_err());

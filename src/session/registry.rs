@@ -9,6 +9,7 @@ use std::sync::{Arc, Mutex};
 
 use serde::Serialize;
 
+use crate::certificate::ClientCertificate;
 use crate::issuer::VerifiedToken;
 use crate::policy::{Connection, Grant};
 use crate::revocation::Presented;
@@ -27,6 +28,8 @@ pub struct Session {
     /// `nats`, `websocket`, `mqtt` or `leafnode`.
     pub conn_type: String,
     pub host: String,
+    /// Its verified client certificate, for rules and templates that read it.
+    pub certificate: Option<Arc<ClientCertificate>>,
 }
 
 impl Session {
@@ -44,6 +47,7 @@ impl Session {
         Connection {
             conn_type: Some(&self.conn_type),
             host: Some(&self.host),
+            certificate: self.certificate.as_deref(),
         }
     }
 
@@ -184,6 +188,7 @@ mod tests {
             started: cid as i64,
             conn_type: "nats".into(),
             host: "127.0.0.1".into(),
+            certificate: None,
         }
     }
 

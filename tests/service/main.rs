@@ -7,6 +7,7 @@ mod support;
 
 mod adversarial;
 mod callout;
+mod certificates;
 mod doctor;
 mod faults;
 mod harness_smoke;
