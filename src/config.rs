@@ -203,6 +203,31 @@ pub struct IssuerConfig {
     pub required_claims: Vec<String>,
     /// Refuse tokens issued (`iat`) longer ago than this; requires `iat`.
     pub max_token_age: Option<HumanDuration>,
+    // Opaque tokens: defaults and checks live in `crate::introspection::settings`.
+    #[serde(default = "crate::introspection::default_token_types")]
+    pub token_types: Vec<crate::introspection::TokenType>,
+    pub introspection_endpoint: Option<String>,
+    pub introspection_client_id: Option<String>,
+    pub introspection_client_secret_file: Option<PathBuf>,
+    pub introspection_private_key_file: Option<PathBuf>,
+    pub introspection_private_key_alg: Option<Algorithm>,
+    #[serde(default)]
+    pub introspection_auth: crate::introspection::ClientAuthMethod,
+    #[serde(default = "crate::introspection::default_cache")]
+    pub introspection_cache: HumanDuration,
+    #[serde(default = "crate::introspection::default_negative_cache")]
+    pub introspection_negative_cache: HumanDuration,
+    #[serde(default = "crate::introspection::default_timeout")]
+    pub introspection_timeout: HumanDuration,
+    #[serde(default = "crate::introspection::default_max_in_flight")]
+    pub introspection_max_in_flight: usize,
+    #[serde(default = "crate::introspection::default_rate_limit")]
+    pub introspection_rate_limit: u32,
+    #[serde(default)]
+    pub introspect_jwt: bool,
+    #[serde(default)]
+    pub userinfo: bool,
+    pub userinfo_endpoint: Option<String>,
 }
 
 /// Which of the three key sources an issuer uses.
@@ -418,6 +443,8 @@ impl Config {
                     iss.name
                 )));
             }
+            crate::introspection::check_settings(iss)
+                .map_err(|m| self.semantic(format!("issuer {:?}: {m}", iss.name)))?;
         }
         Ok(())
     }

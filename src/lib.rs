@@ -7,6 +7,7 @@ pub mod config;
 pub mod doctor;
 pub mod duration;
 pub mod http;
+pub mod introspection;
 pub mod issuer;
 pub mod location;
 pub mod metrics;

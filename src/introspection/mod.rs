@@ -1,0 +1,271 @@
+//! Opaque tokens: asking the IdP (RFC 7662 token introspection, optionally
+//! OpenID userinfo) whether a token is active and what it carries, with a
+//! cache in front so a reconnect storm costs one call and a revocation at
+//! the IdP is seen within `introspection_cache`.
+//!
+//! One [`Introspector`] per issuer that introspects. A decision calls
+//! [`Introspector::introspect`]; its answer is a [`VerifiedToken`] exactly
+//! like a JWT's, so the policy cannot tell them apart.
+
+mod answer;
+mod assertion;
+mod cache;
+mod client_auth;
+mod error;
+mod limits;
+mod metrics;
+mod settings;
+mod upstream;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+pub use assertion::AssertionKey;
+pub use client_auth::{ClientAuth, Credentials};
+pub use error::IntrospectionError;
+pub use limits::Refused;
+pub use metrics::{render_into, CallResult, Counters};
+pub use settings::{
+    check_settings, default_cache, default_max_in_flight, default_negative_cache,
+    default_rate_limit, default_timeout, default_token_types, ClientAuthMethod, TokenType,
+};
+pub use upstream::{Endpoints, Failure, HttpUpstream, Upstream, MAX_RESPONSE_BYTES};
+
+use crate::authorize::now_unix;
+use crate::config::{Config, IssuerConfig};
+use crate::issuer::{KeptClaims, VerifiedToken};
+use answer::{Active, Rules};
+use cache::{Answer, Entry, EntryExpiry};
+use limits::Gate;
+
+/// Introspection for one issuer: its IdP, its rules, its cache.
+pub struct Introspector {
+    name: String,
+    issuer: String,
+    audiences: Vec<String>,
+    leeway: i64,
+    scope_claim: String,
+    positive_ttl: Duration,
+    negative_ttl: Duration,
+    userinfo: bool,
+    max_in_flight: usize,
+    upstream: Arc<dyn Upstream>,
+    /// The same upstream when it is the real one (endpoint lookup).
+    http: Option<Arc<HttpUpstream>>,
+    gate: Gate,
+    cache: moka::future::Cache<[u8; 32], Entry>,
+    counters: Counters,
+}
+
+impl Introspector {
+    /// The introspector of `iss`, calling its IdP over HTTP. Reads the
+    /// client secret or private key now, so a missing file fails startup.
+    /// `config.token.cache_size` bounds the cache.
+    pub fn from_config(config: &Config, iss: &IssuerConfig) -> Result<Self, String> {
+        let auth = ClientAuth::from_config(config, iss)
+            .map_err(|e| format!("issuer {:?}: {e}", iss.name))?;
+        let http = Arc::new(HttpUpstream::new(iss, auth));
+        let mut me = Self::with_upstream(iss, config.token.cache_size, http.clone());
+        me.http = Some(http);
+        Ok(me)
+    }
+
+    /// The introspector of `iss` in front of any [`Upstream`].
+    pub fn with_upstream(iss: &IssuerConfig, cache_size: u64, upstream: Arc<dyn Upstream>) -> Self {
+        Self {
+            name: iss.name.clone(),
+            issuer: iss.issuer.clone(),
+            audiences: iss.audience.to_vec(),
+            leeway: Duration::from(iss.leeway).as_secs() as i64,
+            scope_claim: iss.scope_claim.clone(),
+            positive_ttl: iss.introspection_cache.into(),
+            negative_ttl: iss.introspection_negative_cache.into(),
+            userinfo: iss.userinfo,
+            max_in_flight: iss.introspection_max_in_flight,
+            upstream,
+            http: None,
+            gate: Gate::new(
+                iss.introspection_max_in_flight,
+                iss.introspection_rate_limit,
+            ),
+            cache: moka::future::Cache::builder()
+                .max_capacity(cache_size)
+                .expire_after(EntryExpiry)
+                .build(),
+            counters: Counters::default(),
+        }
+    }
+
+    /// The configured issuer name.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    pub fn counters(&self) -> &Counters {
+        &self.counters
+    }
+
+    /// Looks up the endpoints now (discovery, when they are not configured),
+    /// for startup and readiness; otherwise the first token does it.
+    pub async fn resolve_endpoints(&self) -> Result<Option<Endpoints>, IntrospectionError> {
+        match &self.http {
+            None => Ok(None),
+            Some(h) => h
+                .endpoints()
+                .await
+                .cloned()
+                .map(Some)
+                .map_err(|f| self.failure(f)),
+        }
+    }
+
+    /// Whether `token` is active at the IdP, and its claims. Served from the
+    /// cache when it can be; identical tokens arriving together share one
+    /// call; failures (timeouts, 5xx, limits) are never cached. The claims
+    /// are cut down to `keep` on a hit and a miss alike.
+    pub async fn introspect(
+        &self,
+        token: &str,
+        keep: KeptClaims<'_>,
+    ) -> Result<VerifiedToken, IntrospectionError> {
+        if !is_bearer_token(token) {
+            return Err(IntrospectionError::Malformed);
+        }
+        let mut called = false;
+        let entry = self
+            .cache
+            .try_get_with(cache::key(token, keep), async {
+                called = true;
+                self.fetch(token, keep).await
+            })
+            .await
+            .map_err(|e| (*e).clone())?;
+        if !called {
+            self.counters
+                .hit(matches!(*entry.answer, Answer::Active { .. }));
+        }
+        match &*entry.answer {
+            Answer::Refused(e) => Err(e.clone()),
+            Answer::Active { claims, exp, nbf } => {
+                answer::check_time(*exp, *nbf, now_unix(), self.leeway)?;
+                let claims = serde_json::from_str(claims).expect("the cache holds JSON it wrote");
+                Ok(VerifiedToken::new(
+                    self.name.clone(),
+                    &self.scope_claim,
+                    claims,
+                ))
+            }
+        }
+    }
+
+    /// Answers held in the cache, after moka's pending maintenance ran.
+    pub async fn cache_entries(&self) -> u64 {
+        self.cache.run_pending_tasks().await;
+        self.cache.entry_count()
+    }
+
+    fn cache_entries_estimate(&self) -> u64 {
+        self.cache.entry_count()
+    }
+
+    fn in_flight(&self) -> usize {
+        self.gate.in_flight(self.max_in_flight)
+    }
+
+    /// One call (two with userinfo), inside the limits. A definitive
+    /// answer becomes an entry; a failure is an error and is not cached.
+    async fn fetch(&self, token: &str, keep: KeptClaims<'_>) -> Result<Entry, IntrospectionError> {
+        let _permit = self.gate.enter().map_err(|why| {
+            self.counters.skipped(why);
+            let issuer = self.name.clone();
+            match why {
+                Refused::Saturated => IntrospectionError::Saturated { issuer },
+                Refused::RateLimited => IntrospectionError::RateLimited { issuer },
+            }
+        })?;
+        let body = self.upstream.introspect(token).await.inspect_err(|f| {
+            self.counters.call(match f {
+                Failure::Timeout => CallResult::Timeout,
+                Failure::Unavailable(_) => CallResult::Unavailable,
+                Failure::BadResponse(_) => CallResult::BadResponse,
+            })
+        });
+        let rules = Rules {
+            issuer: &self.issuer,
+            audiences: &self.audiences,
+        };
+        let Active {
+            mut claims,
+            exp,
+            nbf,
+        } = match answer::check(body.map_err(|f| self.failure(f))?, &rules) {
+            Ok(active) => active,
+            Err(Ok(refusal)) => {
+                self.counters
+                    .call(if refusal == IntrospectionError::Inactive {
+                        CallResult::Inactive
+                    } else {
+                        CallResult::Refused
+                    });
+                return Ok(Entry {
+                    answer: Arc::new(Answer::Refused(refusal)),
+                    ttl: self.negative_ttl,
+                });
+            }
+            Err(Err(reason)) => {
+                self.counters.call(CallResult::BadResponse);
+                return Err(self.failure(Failure::BadResponse(reason)));
+            }
+        };
+        self.counters.call(CallResult::Active);
+        if self.userinfo {
+            let merged = self
+                .upstream
+                .userinfo(token)
+                .await
+                .map_err(|f| match f {
+                    Failure::Timeout => "timed out".to_owned(),
+                    Failure::Unavailable(r) | Failure::BadResponse(r) => r,
+                })
+                .and_then(|info| answer::merge_userinfo(&mut claims, info));
+            self.counters.userinfo(merged.is_ok());
+            merged.map_err(|reason| IntrospectionError::Userinfo {
+                issuer: self.name.clone(),
+                reason,
+            })?;
+        }
+        let claims = cache::kept(claims, &self.scope_claim, keep);
+        Ok(Entry {
+            answer: Arc::new(Answer::Active {
+                claims: serde_json::to_string(&claims)
+                    .expect("claims serialize")
+                    .into_boxed_str(),
+                exp,
+                nbf,
+            }),
+            ttl: cache::positive_ttl(self.positive_ttl, exp, now_unix()),
+        })
+    }
+
+    fn failure(&self, f: Failure) -> IntrospectionError {
+        let issuer = self.name.clone();
+        match f {
+            Failure::Timeout => IntrospectionError::Timeout { issuer },
+            Failure::Unavailable(reason) => IntrospectionError::Unavailable { issuer, reason },
+            Failure::BadResponse(reason) => IntrospectionError::BadResponse { issuer, reason },
+        }
+    }
+}
+
+/// RFC 6750 §2.1 `b64token`: what a bearer token can be. Anything else is
+/// refused without asking the IdP.
+pub fn is_bearer_token(token: &str) -> bool {
+    let body = token.trim_end_matches('=');
+    !body.is_empty()
+        && body.bytes().all(|b| {
+            b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~' | b'+' | b'/')
+        })
+}
+
+#[cfg(test)]
+mod tests;
