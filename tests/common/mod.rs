@@ -374,17 +374,73 @@ impl Drop for Idp {
 }
 
 /// panva/oidc-provider (OpenID-certified) on 127.0.0.1, run by node from
-/// `tests/idp/`, issuing JWT access tokens by the client-credentials grant.
+/// `tests/idp/`, issuing JWT access tokens by the client-credentials grant,
+/// opaque ones for a second resource, and opaque user tokens by CIBA; with
+/// its introspection, revocation and userinfo endpoints.
 pub struct NodeIdp {
     proc: Option<Proc>,
     pub port: u16,
     dir: tempfile::TempDir,
     pub client_id: String,
     client_secret: String,
-    /// The resource indicator: the `aud` of every token.
+    /// The resource indicator: the `aud` of every JWT access token.
     pub resource: String,
+    /// The resource whose access tokens are opaque.
+    pub opaque_resource: String,
+    /// Secrets of the introspecting clients (basic, post) and the CIBA client.
+    basic_secret: String,
+    post_secret: String,
+    user_secret: String,
+    /// Private keys of the `private_key_jwt` introspecting client.
+    assertion_keys: Vec<LocalKey>,
     starts: usize,
 }
+
+/// The client-authentication methods the IdP's introspecting clients use.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum IntrospectionAuth {
+    ClientSecretBasic,
+    ClientSecretPost,
+    /// With the client key of this algorithm (RS256 or ES256).
+    PrivateKeyJwt(Algorithm),
+}
+
+/// An introspecting client registered at a [`NodeIdp`].
+#[derive(Debug, Clone)]
+pub struct IntrospectionClient {
+    pub client_id: String,
+    /// The `introspection_auth` value.
+    pub method: &'static str,
+    /// The client secret (0600), or the PKCS#8 PEM private key.
+    pub file: PathBuf,
+}
+
+impl IntrospectionClient {
+    /// The `[[issuer]]` lines that make the service use this client.
+    pub fn config_lines(&self) -> String {
+        let file_key = if self.method == "private_key_jwt" {
+            "introspection_private_key_file"
+        } else {
+            "introspection_client_secret_file"
+        };
+        format!(
+            "introspection_client_id = \"{}\"\nintrospection_auth = \"{}\"\n{file_key} = \"{}\"\n",
+            self.client_id,
+            self.method,
+            self.file.display()
+        )
+    }
+}
+
+/// Calls counted by the IdP itself.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Deserialize)]
+pub struct IdpStats {
+    pub introspection: u64,
+    pub revocation: u64,
+    pub userinfo: u64,
+}
+
+const USER_CLIENT: &str = "user-app";
 
 impl NodeIdp {
     pub fn start() -> NodeIdp {
@@ -403,6 +459,16 @@ impl NodeIdp {
             client_id: "ci-job".into(),
             client_secret: format!("test-secret-{}", nkeys::KeyPair::new_user().public_key()),
             resource: "https://nats.example.test".into(),
+            opaque_resource: "https://opaque.nats.example.test".into(),
+            // `:`, `%`, `+` and a space: only a form-encoded Basic header
+            // (RFC 6749 §2.3.1) gets this secret across.
+            basic_secret: format!("in:tro%spect+ {}", nkeys::KeyPair::new_user().public_key()),
+            post_secret: nkeys::KeyPair::new_user().public_key(),
+            user_secret: nkeys::KeyPair::new_user().public_key(),
+            assertion_keys: [Algorithm::ES256, Algorithm::RS256]
+                .into_iter()
+                .map(|a| LocalKey::generate(a).expect("client key"))
+                .collect(),
             starts: 0,
         };
         idp.launch();
@@ -416,7 +482,9 @@ impl NodeIdp {
             .env("IDP_KEYSTORE", self.dir.path().join("keystore.json"))
             .env("IDP_CLIENT_ID", &self.client_id)
             .env("IDP_CLIENT_SECRET", &self.client_secret)
-            .env("IDP_RESOURCE", &self.resource);
+            .env("IDP_RESOURCE", &self.resource)
+            .env("IDP_OPAQUE_RESOURCE", &self.opaque_resource)
+            .env("IDP_EXTRA_CLIENTS", self.extra_clients().to_string());
         self.starts += 1;
         let log = self.dir.path().join(format!("idp.{}.log", self.starts));
         self.proc = Some(Proc::spawn(cmd, log.clone()));
@@ -459,6 +527,156 @@ impl NodeIdp {
             .to_owned()
     }
 
+    /// The introspecting clients, and the CIBA client that gets user tokens.
+    fn extra_clients(&self) -> Value {
+        let none: [&str; 0] = [];
+        let keys: Vec<Value> = self.assertion_keys.iter().map(LocalKey::jwk).collect();
+        json!([
+            {"client_id": "introspect-basic", "client_secret": self.basic_secret,
+             "grant_types": none, "redirect_uris": none, "response_types": none},
+            {"client_id": "introspect-post", "client_secret": self.post_secret,
+             "token_endpoint_auth_method": "client_secret_post",
+             "grant_types": none, "redirect_uris": none, "response_types": none},
+            {"client_id": "introspect-jwt", "token_endpoint_auth_method": "private_key_jwt",
+             "jwks": {"keys": keys},
+             "grant_types": none, "redirect_uris": none, "response_types": none},
+            {"client_id": USER_CLIENT, "client_secret": self.user_secret,
+             "grant_types": ["urn:openid:params:grant-type:ciba"],
+             "backchannel_token_delivery_mode": "poll", "scope": "openid email groups",
+             "redirect_uris": none, "response_types": none},
+        ])
+    }
+
+    /// An introspecting client, its secret or key written to a 0600 file.
+    pub fn introspection_client(&self, auth: IntrospectionAuth) -> IntrospectionClient {
+        let (client_id, method, name, contents) = match auth {
+            IntrospectionAuth::ClientSecretBasic => (
+                "introspect-basic",
+                "client_secret_basic",
+                "introspect-basic.secret".to_owned(),
+                self.basic_secret.clone(),
+            ),
+            IntrospectionAuth::ClientSecretPost => (
+                "introspect-post",
+                "client_secret_post",
+                "introspect-post.secret".to_owned(),
+                self.post_secret.clone(),
+            ),
+            IntrospectionAuth::PrivateKeyJwt(alg) => {
+                let key = self
+                    .assertion_keys
+                    .iter()
+                    .find(|k| k.alg == alg)
+                    .unwrap_or_else(|| panic!("no {alg:?} client key (RS256 and ES256 exist)"));
+                (
+                    "introspect-jwt",
+                    "private_key_jwt",
+                    format!("introspect-jwt-{alg:?}.pem"),
+                    key.pem().to_owned(),
+                )
+            }
+        };
+        let file = self.dir.path().join(name);
+        write_secret(&file, &contents);
+        IntrospectionClient {
+            client_id: client_id.into(),
+            method,
+            file,
+        }
+    }
+
+    /// An opaque client-credentials access token for `scope`, audience
+    /// [`NodeIdp::opaque_resource`]; it introspects with the client as `sub`
+    /// and `groups: ["ci", "deploy"]`.
+    pub async fn opaque_token(&self, scope: &str) -> String {
+        let resp = reqwest::Client::new()
+            .post(format!("{}/token", self.issuer()))
+            .basic_auth(&self.client_id, Some(&self.client_secret))
+            .form(&[
+                ("grant_type", "client_credentials"),
+                ("scope", scope),
+                ("resource", &self.opaque_resource),
+            ])
+            .send()
+            .await
+            .expect("token request");
+        let token = access_token(resp).await;
+        assert_ne!(
+            token.split('.').count(),
+            3,
+            "expected an opaque token: {token}"
+        );
+        token
+    }
+
+    /// An opaque user access token for `account` by CIBA (the user approves
+    /// at once), with no audience, so the userinfo endpoint takes it too
+    /// (`email`, `groups: ["users", "team-<account>"]` with those scopes).
+    pub async fn user_token(&self, account: &str, scope: &str) -> String {
+        let http = reqwest::Client::new();
+        let resp = http
+            .post(format!("{}/backchannel", self.issuer()))
+            .basic_auth(USER_CLIENT, Some(&self.user_secret))
+            .form(&[("scope", scope), ("login_hint", account)])
+            .send()
+            .await
+            .expect("backchannel request");
+        let status = resp.status();
+        let body: Value = resp.json().await.expect("backchannel response is JSON");
+        assert!(
+            status.is_success(),
+            "backchannel endpoint said {status}: {body}"
+        );
+        let id = body["auth_req_id"]
+            .as_str()
+            .expect("auth_req_id")
+            .to_owned();
+        let resp = http
+            .post(format!("{}/token", self.issuer()))
+            .basic_auth(USER_CLIENT, Some(&self.user_secret))
+            .form(&[
+                ("grant_type", "urn:openid:params:grant-type:ciba"),
+                ("auth_req_id", id.as_str()),
+            ])
+            .send()
+            .await
+            .expect("token request");
+        access_token(resp).await
+    }
+
+    /// Revokes a token issued to the client-credentials client.
+    pub async fn revoke(&self, token: &str) {
+        let resp = reqwest::Client::new()
+            .post(format!("{}/token/revocation", self.issuer()))
+            .basic_auth(&self.client_id, Some(&self.client_secret))
+            .form(&[("token", token), ("token_type_hint", "access_token")])
+            .send()
+            .await
+            .expect("revocation request");
+        assert!(
+            resp.status().is_success(),
+            "revocation said {}",
+            resp.status()
+        );
+    }
+
+    /// Introspection, revocation and userinfo calls the IdP has seen.
+    pub async fn stats(&self) -> IdpStats {
+        reqwest::get(format!("{}/test/stats", self.issuer()))
+            .await
+            .expect("stats request")
+            .json()
+            .await
+            .expect("stats are JSON")
+    }
+
+    /// Stops the IdP (its tokens die with it: they live in memory).
+    pub fn stop(&mut self) {
+        if let Some(mut p) = self.proc.take() {
+            p.terminate();
+        }
+    }
+
     /// Restarts on the same port and issuer with brand-new key material.
     pub fn restart_with_new_key(&mut self) {
         if let Some(mut p) = self.proc.take() {
@@ -467,6 +685,17 @@ impl NodeIdp {
         std::fs::remove_file(self.dir.path().join("keystore.json")).expect("remove keystore");
         self.launch();
     }
+}
+
+/// The `access_token` of a successful token response.
+async fn access_token(resp: reqwest::Response) -> String {
+    let status = resp.status();
+    let body: Value = resp.json().await.expect("token response is JSON");
+    assert!(status.is_success(), "token endpoint said {status}: {body}");
+    body["access_token"]
+        .as_str()
+        .expect("access_token")
+        .to_owned()
 }
 
 /// The service under test, run as the real binary.
