@@ -15,6 +15,7 @@ mod error;
 mod limits;
 mod metrics;
 mod settings;
+mod token_kind;
 mod upstream;
 
 use std::sync::Arc;
@@ -29,6 +30,7 @@ pub use settings::{
     check_settings, default_cache, default_max_in_flight, default_negative_cache,
     default_rate_limit, default_timeout, default_token_types, ClientAuthMethod, TokenType,
 };
+pub use token_kind::{is_bearer_token, is_jwt};
 pub use upstream::{Endpoints, Failure, HttpUpstream, Upstream, MAX_RESPONSE_BYTES};
 
 use crate::authorize::now_unix;
@@ -255,16 +257,6 @@ impl Introspector {
             Failure::BadResponse(reason) => IntrospectionError::BadResponse { issuer, reason },
         }
     }
-}
-
-/// RFC 6750 §2.1 `b64token`: what a bearer token can be. Anything else is
-/// refused without asking the IdP.
-pub fn is_bearer_token(token: &str) -> bool {
-    let body = token.trim_end_matches('=');
-    !body.is_empty()
-        && body.bytes().all(|b| {
-            b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~' | b'+' | b'/')
-        })
 }
 
 #[cfg(test)]
