@@ -11,24 +11,53 @@ use sha2::{Digest, Sha256};
 use super::error::IntrospectionError;
 use crate::issuer::KeptClaims;
 
-/// A cached answer and how long it may be served.
+/// A cached answer and how long it may be served. Kept flat (no inner
+/// allocation besides the claims text): at 100k entries every word counts.
 #[derive(Clone)]
-pub struct Entry {
-    pub answer: Arc<Answer>,
-    pub ttl: Duration,
-}
-
-pub enum Answer {
+pub enum Entry {
     /// An active token: its kept claims as a JSON object, and the times
-    /// that are checked again on every use.
+    /// that are checked again on every use (`i64::MAX` / `i64::MIN` when
+    /// the answer has no `exp` / `nbf`).
     Active {
         claims: Box<str>,
-        exp: Option<i64>,
-        nbf: Option<i64>,
+        exp: i64,
+        nbf: i64,
+        ttl_ms: u32,
     },
     /// A definitive refusal from the IdP's answer (inactive, wrong
     /// audience, …): served for the negative time.
-    Refused(IntrospectionError),
+    Refused {
+        error: Arc<IntrospectionError>,
+        ttl_ms: u32,
+    },
+}
+
+impl Entry {
+    pub fn active(claims: Box<str>, exp: Option<i64>, nbf: Option<i64>, ttl: Duration) -> Self {
+        Entry::Active {
+            claims,
+            exp: exp.unwrap_or(i64::MAX),
+            nbf: nbf.unwrap_or(i64::MIN),
+            ttl_ms: millis(ttl),
+        }
+    }
+
+    pub fn refused(error: IntrospectionError, ttl: Duration) -> Self {
+        Entry::Refused {
+            error: Arc::new(error),
+            ttl_ms: millis(ttl),
+        }
+    }
+
+    fn ttl(&self) -> Duration {
+        let (Entry::Active { ttl_ms, .. } | Entry::Refused { ttl_ms, .. }) = self;
+        Duration::from_millis(u64::from(*ttl_ms))
+    }
+}
+
+/// Whole milliseconds, at most `u32::MAX` (49 days).
+fn millis(d: Duration) -> u32 {
+    u32::try_from(d.as_millis()).unwrap_or(u32::MAX)
 }
 
 /// Each entry lives for the time it was given when made.
@@ -41,7 +70,7 @@ impl moka::Expiry<[u8; 32], Entry> for EntryExpiry {
         v: &Entry,
         _: std::time::Instant,
     ) -> Option<Duration> {
-        Some(v.ttl)
+        Some(v.ttl())
     }
 }
 
@@ -109,6 +138,23 @@ mod tests {
             positive_ttl(minute, Some(i64::MIN), i64::MAX),
             Duration::ZERO
         );
+    }
+
+    #[test]
+    fn entries_stay_small_and_keep_their_times() {
+        assert!(
+            std::mem::size_of::<Entry>() <= 40,
+            "{}",
+            std::mem::size_of::<Entry>()
+        );
+        let e = Entry::active("{}".into(), None, Some(5), Duration::from_secs(90));
+        assert_eq!(e.ttl(), Duration::from_secs(90));
+        let Entry::Active { exp, nbf, .. } = e else {
+            panic!("active")
+        };
+        assert_eq!((exp, nbf), (i64::MAX, 5));
+        let e = Entry::refused(IntrospectionError::Inactive, Duration::from_secs(u64::MAX));
+        assert_eq!(e.ttl(), Duration::from_millis(u64::from(u32::MAX)));
     }
 
     #[test]

@@ -37,7 +37,7 @@ use crate::authorize::now_unix;
 use crate::config::{Config, IssuerConfig};
 use crate::issuer::{KeptClaims, VerifiedToken};
 use answer::{Active, Rules};
-use cache::{Answer, Entry, EntryExpiry};
+use cache::{Entry, EntryExpiry};
 use limits::Gate;
 
 /// Introspection for one issuer: its IdP, its rules, its cache.
@@ -143,14 +143,15 @@ impl Introspector {
             .await
             .map_err(|e| (*e).clone())?;
         if !called {
-            self.counters
-                .hit(matches!(*entry.answer, Answer::Active { .. }));
+            self.counters.hit(matches!(entry, Entry::Active { .. }));
         }
-        match &*entry.answer {
-            Answer::Refused(e) => Err(e.clone()),
-            Answer::Active { claims, exp, nbf } => {
-                answer::check_time(*exp, *nbf, now_unix(), self.leeway)?;
-                let claims = serde_json::from_str(claims).expect("the cache holds JSON it wrote");
+        match entry {
+            Entry::Refused { error, .. } => Err((*error).clone()),
+            Entry::Active {
+                claims, exp, nbf, ..
+            } => {
+                answer::check_time(Some(exp), Some(nbf), now_unix(), self.leeway)?;
+                let claims = serde_json::from_str(&claims).expect("the cache holds JSON it wrote");
                 Ok(VerifiedToken::new(
                     self.name.clone(),
                     &self.scope_claim,
@@ -209,10 +210,7 @@ impl Introspector {
                     } else {
                         CallResult::Refused
                     });
-                return Ok(Entry {
-                    answer: Arc::new(Answer::Refused(refusal)),
-                    ttl: self.negative_ttl,
-                });
+                return Ok(Entry::refused(refusal, self.negative_ttl));
             }
             Err(Err(reason)) => {
                 self.counters.call(CallResult::BadResponse);
@@ -237,16 +235,13 @@ impl Introspector {
             })?;
         }
         let claims = cache::kept(claims, &self.scope_claim, keep);
-        Ok(Entry {
-            answer: Arc::new(Answer::Active {
-                claims: serde_json::to_string(&claims)
-                    .expect("claims serialize")
-                    .into_boxed_str(),
-                exp,
-                nbf,
-            }),
-            ttl: cache::positive_ttl(self.positive_ttl, exp, now_unix()),
-        })
+        let claims = serde_json::to_string(&claims).expect("claims serialize");
+        Ok(Entry::active(
+            claims.into_boxed_str(),
+            exp,
+            nbf,
+            cache::positive_ttl(self.positive_ttl, exp, now_unix()),
+        ))
     }
 
     fn failure(&self, f: Failure) -> IntrospectionError {
