@@ -37,12 +37,18 @@ fn introspector(dir: &std::path::Path, url: &str, cache_size: u64) -> Introspect
 }
 
 fn introspection(c: &mut Criterion) {
-    let rt = tokio::runtime::Builder::new_multi_thread()
+    // The endpoint answers on its own thread; the introspector runs on a
+    // current-thread runtime, as in benches/stages.rs.
+    let server = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(1)
         .enable_all()
         .build()
         .unwrap();
-    let endpoint = rt.block_on(introspection_endpoint::start(tokens::Shape::Rich, ISS));
+    let endpoint = server.block_on(introspection_endpoint::start(tokens::Shape::Rich, ISS));
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
     let dir = tempfile::tempdir().unwrap();
     // As a decision asks: keeping only what a one-rule policy reads.
     let keep: std::sync::Arc<[String]> = vec!["sub".to_owned()].into();

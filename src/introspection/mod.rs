@@ -133,15 +133,19 @@ impl Introspector {
         if !is_bearer_token(token) {
             return Err(IntrospectionError::Malformed);
         }
+        let key = cache::key(token, keep);
         let mut called = false;
-        let entry = self
-            .cache
-            .try_get_with(cache::key(token, keep), async {
-                called = true;
-                self.fetch(token, keep).await
-            })
-            .await
-            .map_err(|e| (*e).clone())?;
+        let entry = match self.cache.get(&key).await {
+            Some(hit) => hit,
+            None => self
+                .cache
+                .try_get_with(key, async {
+                    called = true;
+                    self.fetch(token, keep).await
+                })
+                .await
+                .map_err(|e| (*e).clone())?,
+        };
         if !called {
             self.counters.hit(matches!(entry, Entry::Active { .. }));
         }
