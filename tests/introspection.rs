@@ -11,6 +11,7 @@ use common::*;
 use jsonwebtoken::Algorithm;
 use nats_oidc_callout::config::Config;
 use nats_oidc_callout::introspection::{CallResult, IntrospectionError, Introspector, Refused};
+use nats_oidc_callout::issuer::LocalKey;
 use nats_oidc_callout::policy::lookup;
 use rand::distributions::Alphanumeric;
 use rand::Rng;
@@ -299,4 +300,55 @@ async fn userinfo_claims_are_merged_under_userinfo() {
         assert!(e.to_string().contains("HTTP 401"), "{e}");
     }
     assert_eq!(idp.stats().await.userinfo, 3);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_idp_that_cannot_introspect_gives_a_clear_reason() {
+    // The in-process IdP: discovery without an introspection endpoint, and
+    // switches for outages.
+    let key = LocalKey::generate(Algorithm::ES256).unwrap();
+    let idp = Idp::start(&[&key]).await;
+    let dir = tempfile::tempdir().unwrap();
+    let secret = dir.path().join("secret");
+    write_secret(&secret, "s3cret");
+    let config = |extra: &str| {
+        let src = format!(
+            "[nats]\nurl = \"nats://127.0.0.1:4222\"\n[signing]\nissuer_seed_file = \"x.nk\"\n\
+             [[issuer]]\nname = \"plain\"\nissuer = \"{}\"\naudience = \"nats\"\n\
+             token_types = [\"opaque\"]\nintrospection_client_id = \"callout\"\n\
+             introspection_client_secret_file = \"{}\"\n{extra}\n[policy]\nfile = \"p.toml\"\n",
+            idp.issuer,
+            secret.display()
+        );
+        let config = Config::parse(&dir.path().join("c.toml"), &src).unwrap();
+        Introspector::from_config(&config, &config.issuers[0]).unwrap()
+    };
+
+    let i = config("");
+    let e = i.resolve_endpoints().await.unwrap_err();
+    assert_eq!(
+        e.to_string(),
+        "introspection at issuer \"plain\" failed: discovery document has no introspection_endpoint"
+    );
+    assert_eq!(i.introspect("abc", None).await.unwrap_err(), e);
+
+    let explicit = format!("introspection_endpoint = \"{}/introspect\"", idp.issuer);
+    idp.set_fault(IdpFault::Down);
+    let e = config(&explicit).introspect("abc", None).await.unwrap_err();
+    assert_eq!(
+        e.to_string(),
+        "introspection at issuer \"plain\" failed: HTTP 503"
+    );
+
+    idp.set_fault(IdpFault::Hang);
+    let i = config(&format!("{explicit}\nintrospection_timeout = \"300ms\""));
+    let e = i.introspect("abc", None).await.unwrap_err();
+    assert_eq!(
+        e,
+        IntrospectionError::Timeout {
+            issuer: "plain".into()
+        }
+    );
+    assert_eq!(e.class(), "idp_timeout");
+    assert_eq!(i.counters().calls_with(CallResult::Timeout), 1);
 }

@@ -435,3 +435,29 @@ async fn a_userinfo_failure_denies_and_is_not_cached() {
     assert!(i.introspect("tok-1", None).await.is_ok());
     assert_eq!(idp.calls(), 3);
 }
+
+#[tokio::test]
+async fn counters_render_as_prometheus_series_per_issuer() {
+    let idp = Scripted::answering(json!({"active": false}));
+    let i = introspector(&idp, "");
+    for _ in 0..3 {
+        let _ = i.introspect("junk", None).await;
+    }
+    let mut out = crate::metrics::Exposition::default();
+    render_into(&mut out, &[&i]);
+    let text = out.0;
+    for line in [
+        "# TYPE nats_oidc_callout_introspection_calls_total counter",
+        "nats_oidc_callout_introspection_calls_total{issuer=\"corp\",result=\"inactive\"} 1",
+        "nats_oidc_callout_introspection_calls_total{issuer=\"corp\",result=\"active\"} 0",
+        "nats_oidc_callout_introspection_cache_hits_total{issuer=\"corp\",answer=\"refused\"} 2",
+        "nats_oidc_callout_introspection_skipped_total{issuer=\"corp\",reason=\"saturated\"} 0",
+        "nats_oidc_callout_userinfo_calls_total{issuer=\"corp\",result=\"ok\"} 0",
+        "nats_oidc_callout_introspection_in_flight{issuer=\"corp\"} 0",
+    ] {
+        assert!(
+            text.lines().any(|l| l == line),
+            "missing {line:?} in\n{text}"
+        );
+    }
+}
