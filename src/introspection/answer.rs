@@ -13,6 +13,9 @@ pub struct Active {
     pub claims: Map<String, Value>,
     pub exp: Option<i64>,
     pub nbf: Option<i64>,
+    /// When the answer stops being usable: `exp`, or earlier when
+    /// `max_token_age` ends it first.
+    pub usable_until: Option<i64>,
 }
 
 /// What an issuer requires of an answer.
@@ -21,6 +24,11 @@ pub struct Rules<'a> {
     pub issuer: &'a str,
     /// `aud`, when present, must hold one of these.
     pub audiences: &'a [String],
+    /// Claims (paths) the answer must carry: `required_claims`.
+    pub required_claims: &'a [String],
+    /// `max_token_age` in seconds: then `iat` is required and checked.
+    pub max_age_secs: Option<i64>,
+    pub now: i64,
 }
 
 /// The body as a JSON object. Anything else is a bad response, which
@@ -81,10 +89,34 @@ pub fn check(
     if claims.contains_key("cnf") {
         return Err(Ok(IntrospectionError::SenderConstrained));
     }
+    if let Some(missing) = rules
+        .required_claims
+        .iter()
+        .find(|c| crate::policy::lookup(&claims, c).is_none())
+    {
+        return Err(Ok(IntrospectionError::MissingClaim(missing.clone())));
+    }
+    let mut usable_until = exp;
+    if let Some(max) = rules.max_age_secs {
+        let iat = numeric_date(&claims, "iat")
+            .map_err(Err)?
+            .ok_or_else(|| Ok(IntrospectionError::MissingClaim("iat".into())))?;
+        let age = rules.now.saturating_sub(iat);
+        if age > max {
+            return Err(Ok(IntrospectionError::TooOld { age_secs: age }));
+        }
+        let aged = iat.saturating_add(max);
+        usable_until = Some(usable_until.map_or(aged, |e| e.min(aged)));
+    }
     claims.remove("active");
     // `userinfo.*` is reserved for what the userinfo endpoint said.
     claims.remove("userinfo");
-    Ok(Active { claims, exp, nbf })
+    Ok(Active {
+        claims,
+        exp,
+        nbf,
+        usable_until,
+    })
 }
 
 /// `token_type` values that mean "a bearer access token": RFC 6749's
@@ -167,10 +199,21 @@ mod tests {
     }
 
     fn run(v: Value) -> Result<Active, Result<IntrospectionError, String>> {
+        run_with(v, &[], None)
+    }
+
+    fn run_with(
+        v: Value,
+        required: &[String],
+        max_age_secs: Option<i64>,
+    ) -> Result<Active, Result<IntrospectionError, String>> {
         let audiences = aud();
         let rules = Rules {
             issuer: ISS,
             audiences: &audiences,
+            required_claims: required,
+            max_age_secs,
+            now: 10_000,
         };
         check(parse(v.to_string().as_bytes()).unwrap(), &rules)
     }
@@ -268,6 +311,50 @@ mod tests {
             run(json!({"active": true, "cnf": {"jkt": "abc"}})),
             Err(Ok(IntrospectionError::SenderConstrained))
         );
+    }
+
+    #[test]
+    fn required_claims_and_max_token_age_apply_as_for_jwts() {
+        let required = vec!["client_id".to_owned(), "ext.tenant".to_owned()];
+        let ok = json!({"active": true, "client_id": "c", "ext": {"tenant": "t"}});
+        assert!(run_with(ok, &required, None).is_ok());
+        assert_eq!(
+            run_with(json!({"active": true, "client_id": "c"}), &required, None),
+            Err(Ok(IntrospectionError::MissingClaim("ext.tenant".into())))
+        );
+        // now = 10000, max age 100 s.
+        assert_eq!(
+            run_with(json!({"active": true}), &[], Some(100)),
+            Err(Ok(IntrospectionError::MissingClaim("iat".into())))
+        );
+        assert_eq!(
+            run_with(json!({"active": true, "iat": 9899}), &[], Some(100)),
+            Err(Ok(IntrospectionError::TooOld { age_secs: 101 }))
+        );
+        let a = run_with(
+            json!({"active": true, "iat": 9950, "exp": 20000}),
+            &[],
+            Some(100),
+        )
+        .unwrap();
+        assert_eq!((a.exp, a.usable_until), (Some(20000), Some(10050)));
+        let a = run_with(
+            json!({"active": true, "iat": 9950, "exp": 10010}),
+            &[],
+            Some(100),
+        )
+        .unwrap();
+        assert_eq!(a.usable_until, Some(10010));
+        assert_eq!(
+            run(json!({"active": true, "exp": 77}))
+                .unwrap()
+                .usable_until,
+            Some(77)
+        );
+        assert!(matches!(
+            run_with(json!({"active": true, "iat": "yesterday"}), &[], Some(100)),
+            Err(Err(_))
+        ));
     }
 
     #[test]

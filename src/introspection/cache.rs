@@ -74,12 +74,13 @@ impl moka::Expiry<[u8; 32], Entry> for EntryExpiry {
     }
 }
 
-/// How long a positive answer is served: `introspection_cache`, cut to the
-/// token's `exp` (whole seconds; nothing when `exp` has passed).
-pub fn positive_ttl(cache: Duration, exp: Option<i64>, now: i64) -> Duration {
-    match exp {
+/// How long a positive answer is served: `introspection_cache`, cut to
+/// when the token stops being usable (its `exp`, or `iat` +
+/// `max_token_age`; whole seconds, nothing once passed).
+pub fn positive_ttl(cache: Duration, until: Option<i64>, now: i64) -> Duration {
+    match until {
         None => cache,
-        Some(exp) => cache.min(Duration::from_secs(exp.saturating_sub(now).max(0) as u64)),
+        Some(t) => cache.min(Duration::from_secs(t.saturating_sub(now).max(0) as u64)),
     }
 }
 

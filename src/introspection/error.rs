@@ -32,6 +32,10 @@ pub enum IntrospectionError {
     TokenType(String),
     #[error("token is sender-constrained (cnf); its proof of possession cannot be checked")]
     SenderConstrained,
+    #[error("token has no {0} claim")]
+    MissingClaim(String),
+    #[error("token is too old (issued {age_secs} s ago)")]
+    TooOld { age_secs: i64 },
 }
 
 impl IntrospectionError {
@@ -50,7 +54,8 @@ impl IntrospectionError {
             Userinfo { .. } => "userinfo_failed",
             Audience => "audience",
             Issuer => "issuer_mismatch",
-            Expired => "token_expired",
+            Expired | TooOld { .. } => "token_expired",
+            MissingClaim(_) => "token_malformed",
             NotYetValid => "token_not_yet_valid",
             TokenType(_) | SenderConstrained => "token_type",
         }

@@ -47,6 +47,8 @@ pub struct Introspector {
     audiences: Vec<String>,
     leeway: i64,
     scope_claim: String,
+    required_claims: Vec<String>,
+    max_age_secs: Option<i64>,
     positive_ttl: Duration,
     negative_ttl: Duration,
     userinfo: bool,
@@ -80,6 +82,10 @@ impl Introspector {
             audiences: iss.audience.to_vec(),
             leeway: Duration::from(iss.leeway).as_secs() as i64,
             scope_claim: iss.scope_claim.clone(),
+            required_claims: iss.required_claims.clone(),
+            max_age_secs: iss
+                .max_token_age
+                .map(|d| Duration::from(d).as_secs().min(i64::MAX as u64) as i64),
             positive_ttl: iss.introspection_cache.into(),
             negative_ttl: iss.introspection_negative_cache.into(),
             userinfo: iss.userinfo,
@@ -200,11 +206,15 @@ impl Introspector {
         let rules = Rules {
             issuer: &self.issuer,
             audiences: &self.audiences,
+            required_claims: &self.required_claims,
+            max_age_secs: self.max_age_secs,
+            now: now_unix(),
         };
         let Active {
             mut claims,
             exp,
             nbf,
+            usable_until,
         } = match answer::check(body.map_err(|f| self.failure(f))?, &rules) {
             Ok(active) => active,
             Err(Ok(refusal)) => {
@@ -244,7 +254,7 @@ impl Introspector {
             claims.into_boxed_str(),
             exp,
             nbf,
-            cache::positive_ttl(self.positive_ttl, exp, now_unix()),
+            cache::positive_ttl(self.positive_ttl, usable_until, now_unix()),
         ))
     }
 

@@ -461,3 +461,19 @@ async fn counters_render_as_prometheus_series_per_issuer() {
         );
     }
 }
+
+#[tokio::test]
+async fn max_token_age_ends_a_cached_answer_too() {
+    let mut answer = active("alice");
+    answer["iat"] = json!(now_unix() - 9);
+    let idp = Scripted::answering(answer);
+    let i = introspector(
+        &idp,
+        "max_token_age = \"10s\"\nrequired_claims = [\"client_id\"]",
+    );
+    i.introspect("tok-1", None).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(2100)).await;
+    let e = i.introspect("tok-1", None).await.unwrap_err();
+    assert!(matches!(e, IntrospectionError::TooOld { .. }), "{e:?}");
+    assert_eq!(idp.calls(), 2, "the entry ended at iat + max_token_age");
+}
