@@ -1,5 +1,5 @@
 //! The decision: token → issuer → policy → lifetime. Pure apart from the
-//! issuers' key fetching; shared by `serve` (for every connection) and
+//! issuers' key fetching and introspection; shared by `serve` (for every connection) and
 //! `check` (for one token), so both decide exactly alike.
 
 use std::path::Path;
@@ -11,13 +11,15 @@ use serde_json::{Map, Value};
 
 use crate::certificate::{check_binding, BindingError, CertificateBound, CertificateError};
 use crate::config::Config;
-use crate::issuer::{Issuers, JwksError, TokenError, VerifiedToken};
+use crate::introspection::IntrospectionError;
+use crate::issuer::{Issuers, TokenError, VerifiedToken};
 use crate::policy::{
     Connection, Denial, Grant, Identity, Known, Origin, Policy, PolicyError, RuleTrace,
     CERTIFICATE_ISSUER,
 };
 use crate::reason::ReasonClass;
 use crate::revocation::{Health, Presented, RevocationSet};
+use crate::verifier::{SetupError, Verifier, VerifyError};
 
 /// Why a connection was denied: what went wrong, typed, until it is turned
 /// into the text the server logs ([`std::fmt::Display`]) and a class.
@@ -25,6 +27,8 @@ use crate::revocation::{Health, Presented, RevocationSet};
 pub enum Reason {
     #[error(transparent)]
     Token(#[from] TokenError),
+    #[error(transparent)]
+    Introspection(#[from] IntrospectionError),
     #[error(transparent)]
     Policy(#[from] Denial),
     #[error("token expires too soon to issue a user")]
@@ -58,6 +62,7 @@ impl Reason {
     pub fn class(&self) -> ReasonClass {
         match self {
             Reason::Token(e) => e.class(),
+            Reason::Introspection(e) => e.class(),
             Reason::Policy(d) => d.class(),
             Reason::TokenExpiring => ReasonClass::TokenExpiring,
             Reason::Revoked(_) => ReasonClass::Revoked,
@@ -109,17 +114,28 @@ impl Outcome {
     }
 }
 
+impl From<VerifyError> for Reason {
+    fn from(e: VerifyError) -> Self {
+        match e {
+            VerifyError::Token(e) => Reason::Token(e),
+            VerifyError::Introspection(e) => Reason::Introspection(e),
+        }
+    }
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum LoadError {
     #[error(transparent)]
     Policy(#[from] PolicyError),
     #[error(transparent)]
-    Jwks(#[from] JwksError),
+    Issuers(#[from] SetupError),
 }
 
 /// Token in, decision out: issuers, policy and lifetime caps. Needs no
 /// signing key, so `check` can run where the service's secrets are not.
 pub struct Decider {
+    verifier: Verifier,
+    /// The verifier's issuers, for names, binding modes and `--claims`.
     issuers: Arc<Issuers>,
     policy: RwLock<Arc<Policy>>,
     max_ttl: Duration,
@@ -146,7 +162,8 @@ pub struct Request<'a> {
 
 impl Decider {
     pub fn from_config(config: &Config) -> Result<Self, LoadError> {
-        let issuers = Arc::new(Issuers::new(config)?);
+        let verifier = Verifier::from_config(config)?;
+        let issuers = verifier.issuers().clone();
         let accounts: Option<Vec<String>> = config
             .operator_mode()
             .then(|| config.accounts.iter().map(|a| a.name.clone()).collect());
@@ -158,6 +175,7 @@ impl Decider {
             &privileged_accounts,
         )?;
         Ok(Self {
+            verifier,
             issuers,
             policy: RwLock::new(Arc::new(policy)),
             max_ttl: config.token.max_ttl,
@@ -177,6 +195,10 @@ impl Decider {
 
     pub fn issuers(&self) -> &Arc<Issuers> {
         &self.issuers
+    }
+
+    pub fn verifier(&self) -> &Verifier {
+        &self.verifier
     }
 
     pub fn policy(&self) -> Arc<Policy> {
@@ -223,8 +245,8 @@ impl Decider {
         // One policy for both steps: the cache keeps the claims it reads.
         let policy = self.policy();
         match self
-            .issuers
-            .validate(token, Some(policy.claims_read()))
+            .verifier
+            .verify(token, Some(policy.claims_read()))
             .await
         {
             Ok(verified) => match self.binding(&verified, request) {

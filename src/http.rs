@@ -12,6 +12,7 @@ use hyper_util::rt::TokioIo;
 
 use crate::callout::Callout;
 use crate::clock::now_unix;
+use crate::introspection::Introspector;
 use crate::metrics::{Exposition, Metrics};
 use crate::revocation::Health;
 
@@ -90,10 +91,19 @@ fn readiness(state: &State) -> (bool, String) {
     );
     let policy = state.callout.decider().policy();
     report += &format!("policy: loaded ({} rules)\n", policy.rule_count());
-    for issuer in state.callout.decider().issuers().iter() {
+    for issuer in state.callout.decider().issuers().with_keys() {
         let keys = issuer.keys.current().map_or(0, |k| k.len());
         ready &= keys > 0;
         report += &format!("issuer {}: {keys} keys\n", issuer.config.name);
+    }
+    for i in state.callout.decider().verifier().introspectors() {
+        let known = i.endpoints_known();
+        ready &= known;
+        report += &format!(
+            "issuer {}: introspection endpoint {}\n",
+            i.name(),
+            if known { "known" } else { "not yet discovered" }
+        );
     }
     match &state.live {
         None => report += "revocations: off (no [system])\n",
@@ -142,7 +152,7 @@ fn render(state: &State, cache_entries: u64) -> String {
     ];
     for (i, (name, kind, help)) in per_issuer.iter().enumerate() {
         out.header(name, kind, help);
-        for issuer in issuers.iter() {
+        for issuer in issuers.with_keys() {
             let keys = issuer.keys.current();
             let value = match i {
                 0 => issuer.keys.fetch_count() as f64,
@@ -182,6 +192,15 @@ fn render(state: &State, cache_entries: u64) -> String {
         &[],
         cache_entries as f64,
     );
+    let introspectors: Vec<&Introspector> = state
+        .callout
+        .decider()
+        .verifier()
+        .introspectors()
+        .iter()
+        .map(|i| &**i)
+        .collect();
+    crate::introspection::render_into(&mut out, &introspectors);
     let (ok, failed) = state.callout.decider().reload_counts();
     out.header(
         "nats_oidc_callout_policy_reloads_total",

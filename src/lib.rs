@@ -34,6 +34,10 @@ pub mod duration;
 #[cfg(feature = "service")]
 pub mod http;
 #[cfg(feature = "service")]
+pub mod https;
+#[cfg(feature = "service")]
+pub mod introspection;
+#[cfg(feature = "service")]
 pub mod issuer;
 #[cfg(feature = "service")]
 pub mod live;
@@ -61,3 +65,5 @@ pub mod signing;
 pub mod subject;
 #[cfg(feature = "service")]
 pub mod system;
+#[cfg(feature = "service")]
+pub mod verifier;

@@ -126,6 +126,10 @@ async fn serve(
     // Everything started here stops with the service.
     let mut background = JoinSet::new();
     callout.decider().issuers().spawn_refresh(&mut background);
+    callout
+        .decider()
+        .verifier()
+        .spawn_discovery(&mut background);
     let metrics = Arc::new(Metrics::default());
     let client = connect(
         &config.nats.urls,
@@ -389,6 +393,13 @@ async fn log_startup(config: &Config, callout: &Callout) {
             Ok(n) => tracing::info!(issuer = %name, keys = n, "issuer keys loaded"),
             Err(e) => tracing::warn!(issuer = %name, error = %e,
                 "issuer keys unavailable; its tokens are denied until a fetch succeeds"),
+        }
+    }
+    for (name, result) in callout.decider().verifier().resolve_endpoints().await {
+        match result {
+            Ok(()) => tracing::info!(issuer = %name, "introspection endpoint known"),
+            Err(e) => tracing::warn!(issuer = %name, error = %e,
+                "introspection endpoint unknown; its opaque tokens are denied until discovery succeeds"),
         }
     }
     let policy = callout.decider().policy();

@@ -19,7 +19,8 @@ use crate::reason::ALLOWED;
 pub struct CheckArgs {
     #[arg(long)]
     config: PathBuf,
-    /// The token: a JWT, `@path` to read it from a file, or `-` for stdin.
+    /// The token (a JWT or an opaque token), `@path` to read it from a file,
+    /// or `-` for stdin.
     #[arg(long, group = "input")]
     token: Option<String>,
     /// A JSON file of claims to evaluate without signature validation.

@@ -188,8 +188,11 @@ pub fn revoke(args: RevokeArgs) -> ExitCode {
             .await
             .map_err(|e| e.to_string())?;
         let _ = client.flush().await;
-        let mut sweep = close_matching(&sys, &config, &revocation.selector).await;
+        // The instances first: they close what they authorized and count it
+        // once; the CONNZ sweep then finds only what no instance knows (its
+        // instance died), so no connection is counted twice.
         let (closed, failed, instances) = ask_instances(&client, &revocation).await;
+        let mut sweep = close_matching(&sys, &config, &revocation.selector).await;
         sweep.closed += closed;
         sweep.failed += failed;
         if instances == 0 {

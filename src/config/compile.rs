@@ -25,7 +25,7 @@ const MAX_LEEWAY: Duration = Duration::from_secs(600);
 /// against the IdP.
 const MIN_FETCH_INTERVAL: Duration = Duration::from_secs(1);
 
-struct Compiler<'a> {
+pub(super) struct Compiler<'a> {
     path: &'a Path,
     source: &'a str,
     base_dir: PathBuf,
@@ -33,7 +33,7 @@ struct Compiler<'a> {
 }
 
 impl Compiler<'_> {
-    fn error<T>(&mut self, at: &Spanned<T>, message: impl Into<String>) {
+    pub(super) fn error<T>(&mut self, at: &Spanned<T>, message: impl Into<String>) {
         self.errors.push(LocatedError {
             location: Location::from_span(self.path, self.source, at.span()),
             message: message.into(),
@@ -48,7 +48,7 @@ impl Compiler<'_> {
         });
     }
 
-    fn resolve(&self, p: &Path) -> PathBuf {
+    pub(super) fn resolve(&self, p: &Path) -> PathBuf {
         if p.is_absolute() {
             p.to_path_buf()
         } else {
@@ -246,6 +246,7 @@ impl Compiler<'_> {
                     format!("issuer {name:?}: jwks_max_stale of zero makes every key stale")
                 })
             });
+        let (token_types, introspection) = self.introspection(spanned, i.allow_insecure_http);
         IssuerConfig {
             name: name.clone(),
             issuer: i.issuer.get_ref().clone(),
@@ -263,11 +264,13 @@ impl Compiler<'_> {
             required_claims: i.required_claims.clone(),
             max_token_age: i.max_token_age.map(Duration::from),
             certificate_bound: i.certificate_bound.unwrap_or_default(),
+            token_types,
+            introspection,
         }
     }
 
     /// A duration or its default; `bad` says why a value is refused.
-    fn duration(
+    pub(super) fn duration(
         &mut self,
         value: &Option<Spanned<crate::duration::HumanDuration>>,
         default: Duration,
@@ -425,6 +428,6 @@ pub(super) fn compile(path: &Path, source: &str) -> Result<Config, Vec<LocatedEr
     }
 }
 
-fn is_hmac(a: &Algorithm) -> bool {
+pub(super) fn is_hmac(a: &Algorithm) -> bool {
     matches!(a, Algorithm::HS256 | Algorithm::HS384 | Algorithm::HS512)
 }

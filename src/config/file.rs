@@ -7,6 +7,7 @@ use jsonwebtoken::Algorithm;
 use serde::Deserialize;
 use serde_spanned::Spanned;
 
+use super::introspection::{ClientAuthMethod, TokenType};
 use crate::duration::HumanDuration;
 
 #[derive(Deserialize)]
@@ -121,6 +122,21 @@ pub(super) struct IssuerFile {
     pub(super) required_claims: Vec<String>,
     pub(super) max_token_age: Option<HumanDuration>,
     pub(super) certificate_bound: Option<crate::certificate::CertificateBound>,
+    pub(super) token_types: Option<Spanned<Vec<TokenType>>>,
+    pub(super) introspection_endpoint: Option<Spanned<String>>,
+    pub(super) introspection_client_id: Option<String>,
+    pub(super) introspection_auth: Option<Spanned<ClientAuthMethod>>,
+    pub(super) introspection_client_secret_file: Option<PathBuf>,
+    pub(super) introspection_private_key_file: Option<PathBuf>,
+    pub(super) introspection_private_key_alg: Option<Algorithm>,
+    pub(super) introspection_cache: Option<Spanned<HumanDuration>>,
+    pub(super) introspection_negative_cache: Option<Spanned<HumanDuration>>,
+    pub(super) introspection_timeout: Option<Spanned<HumanDuration>>,
+    pub(super) introspection_max_in_flight: Option<Spanned<usize>>,
+    pub(super) introspection_rate_limit: Option<Spanned<u32>>,
+    pub(super) introspect_jwt: Option<Spanned<bool>>,
+    pub(super) userinfo: Option<Spanned<bool>>,
+    pub(super) userinfo_endpoint: Option<Spanned<String>>,
 }
 
 #[derive(Deserialize)]

@@ -6,6 +6,7 @@
 mod builder;
 mod compile;
 mod file;
+mod introspection;
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -14,6 +15,7 @@ use jsonwebtoken::Algorithm;
 use serde::Deserialize;
 
 pub use builder::{ConfigBuilder, IssuerBuilder};
+pub use introspection::{Introspection, IntrospectionAuth, TokenType};
 
 use crate::location::LocatedError;
 
@@ -176,6 +178,10 @@ pub struct IssuerConfig {
     /// RFC 8705: whether every token must be bound to the connection's
     /// client certificate (`required`), or only those that say so.
     pub certificate_bound: crate::certificate::CertificateBound,
+    /// Which kinds of token this issuer accepts; `[Jwt]` by default.
+    pub token_types: Vec<TokenType>,
+    /// Present when opaque tokens are accepted or `introspect_jwt` is set.
+    pub introspection: Option<Introspection>,
 }
 
 /// Which of the three key sources an issuer uses.
@@ -187,6 +193,17 @@ pub enum KeySourceKind {
 }
 
 impl IssuerConfig {
+    pub fn accepts(&self, kind: TokenType) -> bool {
+        self.token_types.contains(&kind)
+    }
+
+    /// Whether JWTs that verified are also introspected.
+    pub fn introspects_jwt(&self) -> bool {
+        self.introspection
+            .as_ref()
+            .is_some_and(|i| i.introspect_jwt)
+    }
+
     pub fn key_source(&self) -> KeySourceKind {
         match (&self.jwks_file, &self.jwks_uri) {
             (Some(_), _) => KeySourceKind::File,

@@ -12,7 +12,6 @@ use sha2::{Digest, Sha256};
 use super::jwks::KeyFingerprint;
 use super::token::{expiry, VerifiedToken};
 use super::{Issuer, KeptClaims, TokenError};
-use crate::claims::{lookup, roots};
 use crate::clock::now_unix;
 
 pub(super) type Key = [u8; 32];
@@ -126,43 +125,12 @@ pub(super) fn cache_key(token: &str, keep: KeptClaims) -> Key {
     h.finalize().into()
 }
 
-/// The claims at `keep`'s paths, plus `sub`, `exp`, the scope claim, what
-/// revocations select on (`jti`, `client_id`, `azp`, `cid`) and the
-/// certificate binding (`cnf`), such
-/// that [`lookup`] answers every kept path on them exactly as on all the
-/// claims. A path with one reading is stored under its whole name (lookup
-/// tries the whole name first). A path the token answers two ways keeps
-/// every top-level claim any reading starts from, so the ambiguity, and
-/// the denial it causes, survive the cache.
+/// The claims a cached token keeps: those at `keep`'s paths, plus `sub`,
+/// `exp`, the scope claim, what revocations select on and the certificate
+/// binding ([`crate::claims::CACHED_ALWAYS`]).
 fn kept(issuer: &Issuer, claims: Map<String, Value>, keep: KeptClaims) -> Map<String, Value> {
-    let Some(paths) = keep else {
-        return claims;
-    };
-    let always = [
-        "sub",
-        "exp",
-        "jti",
-        "client_id",
-        "azp",
-        "cid",
-        "cnf",
-        issuer.config.scope_claim.as_str(),
-    ];
-    let mut out = Map::new();
-    for path in always.into_iter().chain(paths.iter().map(String::as_str)) {
-        match lookup(&claims, path) {
-            Ok(Some(v)) => {
-                out.insert(path.to_owned(), v.clone());
-            }
-            Ok(None) => {}
-            Err(_) => {
-                for root in roots(path) {
-                    if let Some(v) = claims.get(root) {
-                        out.insert(root.to_owned(), v.clone());
-                    }
-                }
-            }
-        }
+    match keep {
+        None => claims,
+        Some(paths) => crate::claims::kept(&claims, &issuer.config.scope_claim, paths),
     }
-    out
 }

@@ -401,10 +401,21 @@ fn panels(dashboard: &Value) -> Vec<Value> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn prometheus_finds_every_dashboard_and_alert_series_and_alerts_fire_on_outages() {
+    // corp also takes opaque tokens, introspected at the in-process IdP.
+    let secrets = tempfile::tempdir().unwrap();
+    let secret = secrets.path().join("introspect.secret");
+    write_secret(&secret, "introspection-test-secret");
+    let issuer_extra = format!(
+        "jwks_refresh = \"1s\"\ntoken_types = [\"jwt\", \"opaque\"]\n\
+         introspection_endpoint = \"{{idp}}{INTROSPECTION_PATH}\"\n\
+         introspection_client_id = \"callout\"\n\
+         introspection_client_secret_file = \"{}\"\n",
+        secret.display()
+    );
     let mut env = Env::start(EnvOptions {
         config_extra: "[http]\nlisten = \"127.0.0.1:0\"\n",
         // Refresh every second, so an outage shows as failed fetches at once.
-        issuer_extra: "jwks_refresh = \"1s\"",
+        issuer_extra: &issuer_extra,
         ..Default::default()
     })
     .await;
@@ -476,12 +487,28 @@ async fn prometheus_finds_every_dashboard_and_alert_series_and_alerts_fire_on_ou
         "NatsOidcCalloutPolicyReloadFailed",
         "NatsOidcCalloutConnectionsNotClosed",
         "NatsOidcCalloutRevocationsStale",
+        "NatsOidcCalloutIntrospectionFailing",
+        "NatsOidcCalloutIntrospectionLimited",
     ])
+    .await;
+    // An opaque token the IdP does not know: answered, inactive.
+    env.assert_refused(
+        connect_token(&url, "made-up-opaque-token-of-some-length").await,
+        "token inactive",
+    )
     .await;
 
     // The IdP goes down: refreshes fail and the JWKS alert fires.
     env.idp.set_down(true);
     prom.wait_firing("NatsOidcCalloutJwksFetchFailing", &[("issuer", "corp")])
+        .await;
+    // New opaque tokens cannot be asked about: denied with the reason.
+    env.assert_refused(
+        connect_token(&url, "another-made-up-opaque-token").await,
+        "introspection at issuer \"corp\" failed",
+    )
+    .await;
+    prom.wait_firing("NatsOidcCalloutIntrospectionFailing", &[("issuer", "corp")])
         .await;
     // The keys already held keep working (and keep NoKeys quiet).
     assert!(connect_token(&url, &env.token("ivan", "nats"))

@@ -80,7 +80,11 @@ async fn a_served_callout_has_no_critical_finding() {
     let config = env.config_path();
     let (code, v) = doctor(&["--monitor", &url, "--config", config.to_str().unwrap()]);
     assert_eq!(code, 0, "{v}");
-    assert_eq!(ids(&v), vec!["client_port_without_tls"], "{v}");
+    assert_eq!(
+        ids(&v),
+        vec!["client_port_without_tls", "revocation_off"],
+        "{v}"
+    );
     assert_eq!(v["server"]["version"], "2.15.1");
 
     // A stray subscriber on the callout subject, outside the queue group.
@@ -96,6 +100,7 @@ async fn a_served_callout_has_no_critical_finding() {
         ids(&v),
         vec![
             "client_port_without_tls",
+            "revocation_off",
             "auth_callout_without_queue_group"
         ],
         "{v}"

@@ -31,6 +31,8 @@ pub struct EnvOptions<'a> {
     pub policy_extra: &'a str,
     /// Trust this (issuer URL, audience) instead of the in-process IdP.
     pub external_issuer: Option<(&'a str, &'a str)>,
+    /// More audiences the issuer accepts.
+    pub more_audiences: &'a [&'a str],
     /// Whole tables appended to the service config (`[http]`, `[audit]`).
     pub config_extra: &'a str,
     /// Lines appended to the nats-server config (`cluster {…}`).
@@ -56,6 +58,7 @@ impl Default for EnvOptions<'_> {
             idp_down_at_start: false,
             policy_extra: "",
             external_issuer: None,
+            more_audiences: &[],
             config_extra: "",
             nats_extra: "",
             service_nats_extra: "",
@@ -132,10 +135,14 @@ impl Env {
             .nats_lines(opts.service_nats_extra)
             .token_lines(opts.token_extra)
             .issuer(
-                IssuerBuilder::new(opts.issuer_name, issuer, &[audience])
-                    .algorithms(&["RS256", "ES256"])
-                    .set("leeway", "\"2s\"")
-                    .lines(&opts.issuer_extra.replace("{idp}", &idp.issuer)),
+                IssuerBuilder::new(
+                    opts.issuer_name,
+                    issuer,
+                    &[&[audience], opts.more_audiences].concat(),
+                )
+                .algorithms(&["RS256", "ES256"])
+                .set("leeway", "\"2s\"")
+                .lines(&opts.issuer_extra.replace("{idp}", &idp.issuer)),
             )
             .policy_lines(opts.policy_extra)
             .tables(opts.config_extra);
