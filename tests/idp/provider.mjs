@@ -1,7 +1,7 @@
 // A real, OpenID-certified IdP for the e2e tests: panva/oidc-provider on
 // 127.0.0.1 only, issuing JWT access tokens by the client-credentials grant.
-// Configured by environment (set by tests/common/mod.rs):
-//   IDP_PORT, IDP_KEYSTORE (private JWKS file; created with a new RSA key
+// Configured by environment (set by tests/support/idp.rs):
+//   IDP_PORT (0: a free port, which the "ready <port>" line names), IDP_KEYSTORE (private JWKS file; created with a new RSA key
 //   when absent), IDP_CLIENT_ID, IDP_CLIENT_SECRET, IDP_RESOURCE (audience).
 // With IDP_BROWSER_CLIENT_ID and IDP_BROWSER_REDIRECT_URI it also serves a
 // public client (no secret) for the authorization code flow with PKCE, and
@@ -9,6 +9,7 @@
 // becomes the token's `sub`; any password is accepted).
 import { generateKeyPairSync, randomUUID } from 'node:crypto';
 import { existsSync, readFileSync, writeFileSync } from 'node:fs';
+import { createServer } from 'node:http';
 import Provider from 'oidc-provider';
 
 const need = (name) => {
@@ -50,7 +51,8 @@ if (browser) {
   });
 }
 
-const provider = new Provider(`http://127.0.0.1:${port}`, {
+// The issuer URL names the port, so the provider is made once it is bound.
+const makeProvider = (bound) => new Provider(`http://127.0.0.1:${bound}`, {
   clients,
   // PKCE (S256) for every authorization code; CORS for a public client's
   // token requests only from the origin of its redirect URIs.
@@ -80,7 +82,12 @@ const provider = new Provider(`http://127.0.0.1:${port}`, {
   },
 });
 
-const server = provider.listen(port, '127.0.0.1', () => console.log(`ready ${port}`));
+const server = createServer();
+server.listen(port, '127.0.0.1', () => {
+  const bound = server.address().port;
+  server.on('request', makeProvider(bound).callback());
+  console.log(`ready ${bound}`);
+});
 const stop = () => server.close(() => process.exit(0));
 process.on('SIGTERM', stop);
 process.on('SIGINT', stop);
