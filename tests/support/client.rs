@@ -8,6 +8,8 @@ use std::time::Duration;
 pub struct Client {
     pub nats: async_nats::Client,
     errors: tokio::sync::mpsc::UnboundedReceiver<String>,
+    /// Every error received so far, also those `expect_error` passed over.
+    seen: Vec<String>,
 }
 
 impl Client {
@@ -16,20 +18,27 @@ impl Client {
         let deadline = tokio::time::Instant::now() + limit;
         loop {
             match tokio::time::timeout_at(deadline, self.errors.recv()).await {
-                Ok(Some(e)) if e.contains(needle) => return e,
-                Ok(Some(_)) => continue,
-                _ => panic!("no server error containing {needle:?} within {limit:?}"),
+                Ok(Some(e)) => {
+                    self.seen.push(e.clone());
+                    if e.contains(needle) {
+                        return e;
+                    }
+                }
+                _ => panic!(
+                    "no server error containing {needle:?} within {limit:?}; got {:?}",
+                    self.seen
+                ),
             }
         }
     }
 
-    /// Errors received so far, without waiting.
+    /// Every error received so far, without waiting: also those an
+    /// `expect_error` passed over on its way to the one it waited for.
     pub fn errors_so_far(&mut self) -> Vec<String> {
-        let mut out = Vec::new();
         while let Ok(e) = self.errors.try_recv() {
-            out.push(e);
+            self.seen.push(e);
         }
-        out
+        self.seen.clone()
     }
 }
 
@@ -56,7 +65,11 @@ pub async fn connect_with_options(
         })
         .connect(url)
         .await?;
-    Ok(Client { nats, errors })
+    Ok(Client {
+        nats,
+        errors,
+        seen: Vec::new(),
+    })
 }
 
 /// Publishes on a fresh subject and waits (bounded) for it to come back.
