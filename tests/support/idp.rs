@@ -251,7 +251,8 @@ impl NodeIdp {
         let log = self.dir.path().join(format!("idp.{}.log", self.starts));
         self.proc = Some(Proc::spawn(cmd, log.clone()));
         let mut bound = None;
-        let ready = wait_until(Duration::from_secs(15), || {
+        // Generous: node loads oidc-provider slowly on a loaded machine.
+        let ready = wait_until(Duration::from_secs(30), || {
             bound = read_log(&log)
                 .lines()
                 .find_map(|l| l.strip_prefix("ready "))
