@@ -63,7 +63,7 @@ impl Compiler<'_> {
                         }
                     }
                     if t.first_token_templated() {
-                        self.warn(s, format!("{t:?} puts a claim in the first subject token: the IdP then chooses the subject space (values starting with `$` or equal to `_INBOX` are refused); prefer a literal first token"));
+                        self.warn(s, format!("{:?} puts a claim in the first subject token: the IdP then chooses the subject space (values starting with `$` or equal to `_INBOX` are refused); prefer a literal first token", t.to_string()));
                     }
                     out.push(t)
                 }

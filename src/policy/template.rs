@@ -89,6 +89,13 @@ impl SubjectTemplate {
             .iter()
             .take_while(|p| !matches!(p, Piece::Literal(l) if l.contains('.')))
             .any(|p| !matches!(p, Piece::Literal(_)));
+        if first_token_templated
+            && matches!(pieces.first(), Some(Piece::Literal(l)) if l.starts_with('$'))
+        {
+            return Err(format!(
+                "subject {source:?} starts with `$` and a placeholder in its first token: it always renders into reserved subject space, so every user would be denied; keep placeholders out of a `$` token"
+            ));
+        }
         let template = Self {
             source: source.to_owned(),
             pieces,
@@ -244,6 +251,15 @@ mod tests {
             t.render(&claims(json!({})), None).unwrap_err(),
             InterpolationError::Missing("sub".into())
         );
+    }
+
+    #[test]
+    fn a_dollar_first_token_with_a_placeholder_is_refused_at_load() {
+        for bad in ["${claim.x}.a", "$JS{claim.x}.API", "${cert.cn}"] {
+            let e = SubjectTemplate::parse(bad).unwrap_err();
+            assert!(e.contains("reserved subject space"), "{bad}: {e}");
+        }
+        assert!(SubjectTemplate::parse("$JS.API.CONSUMER.INFO.S.{claim.sub}").is_ok());
     }
 
     #[test]

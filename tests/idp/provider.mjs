@@ -1,6 +1,7 @@
 // A real, OpenID-certified IdP for the e2e tests: panva/oidc-provider on
 // 127.0.0.1 only. Configured by environment (set by tests/support/idp.rs):
-//   IDP_PORT, IDP_KEYSTORE (private JWKS file; created with a new RSA key
+//   IDP_PORT (0: a free port, which the "ready <port>" line names),
+//   IDP_KEYSTORE (private JWKS file; created with a new RSA key
 //   when absent), IDP_CLIENT_ID, IDP_CLIENT_SECRET, IDP_RESOURCE (audience
 //   of the JWT access tokens that client gets by the client-credentials grant);
 //   optionally IDP_SHORT_CLIENT_ID, IDP_SHORT_CLIENT_SECRET and
@@ -19,6 +20,7 @@
 // GET /test/stats counts the calls to the first three.
 import { generateKeyPairSync, randomUUID } from 'node:crypto';
 import { existsSync, readFileSync, writeFileSync } from 'node:fs';
+import { createServer } from 'node:http';
 import Provider from 'oidc-provider';
 
 const need = (name) => {
@@ -92,8 +94,10 @@ const userClients = new Set(extraClients
   .filter((c) => c.grant_types?.includes('urn:openid:params:grant-type:ciba'))
   .map((c) => c.client_id));
 
+// The issuer URL names the port, so the provider is made once it is bound.
+// CIBA's approval needs the provider itself, hence `let`.
 let provider;
-provider = new Provider(`http://127.0.0.1:${port}`, {
+const makeProvider = (bound) => new Provider(`http://127.0.0.1:${bound}`, {
   clients,
   // PKCE (S256) for every authorization code; CORS for a public client's
   // token requests only from the origin of its redirect URIs.
@@ -154,28 +158,33 @@ provider = new Provider(`http://127.0.0.1:${port}`, {
   },
 });
 
-provider.on('grant.success', (ctx) => {
-  const token = ctx.body?.access_token;
-  if (typeof token !== 'string') return;
-  const parts = token.split('.');
-  const exp = parts.length === 3
-    ? JSON.parse(Buffer.from(parts[1], 'base64url').toString()).exp
-    : Math.floor(Date.now() / 1000) + Number(ctx.body.expires_in);
-  console.log(`issued ${ctx.oidc.client.clientId} ${exp}`);
-});
-
 const stats = { introspection: 0, revocation: 0, userinfo: 0 };
 const counted = { '/token/introspection': 'introspection', '/token/revocation': 'revocation', '/me': 'userinfo' };
-provider.use(async (ctx, next) => {
-  if (ctx.method === 'GET' && ctx.path === '/test/stats') {
-    ctx.body = stats;
-    return;
-  }
-  if (counted[ctx.path]) stats[counted[ctx.path]] += 1;
-  await next();
-});
 
-const server = provider.listen(port, '127.0.0.1', () => console.log(`ready ${port}`));
+const server = createServer();
+server.listen(port, '127.0.0.1', () => {
+  const bound = server.address().port;
+  provider = makeProvider(bound);
+  provider.on('grant.success', (ctx) => {
+    const token = ctx.body?.access_token;
+    if (typeof token !== 'string') return;
+    const parts = token.split('.');
+    const exp = parts.length === 3
+      ? JSON.parse(Buffer.from(parts[1], 'base64url').toString()).exp
+      : Math.floor(Date.now() / 1000) + Number(ctx.body.expires_in);
+    console.log(`issued ${ctx.oidc.client.clientId} ${exp}`);
+  });
+  provider.use(async (ctx, next) => {
+    if (ctx.method === 'GET' && ctx.path === '/test/stats') {
+      ctx.body = stats;
+      return;
+    }
+    if (counted[ctx.path]) stats[counted[ctx.path]] += 1;
+    await next();
+  });
+  server.on('request', provider.callback());
+  console.log(`ready ${bound}`);
+});
 const stop = () => server.close(() => process.exit(0));
 process.on('SIGTERM', stop);
 process.on('SIGINT', stop);

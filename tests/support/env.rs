@@ -196,7 +196,8 @@ impl Env {
     /// the server logs the service's error text, which a timeout never has.
     /// Each call claims one more such line than the calls before it, so a
     /// second refusal with the same reason is never proven by the first
-    /// one's line; with the in-process service it also claims the decision.
+    /// one's line; with the in-process service it also claims the decision
+    /// and finds the server's refusal of the connection that decision names.
     pub async fn assert_refused(
         &self,
         result: Result<Client, async_nats::ConnectError>,
@@ -229,7 +230,22 @@ impl Env {
             self.service.as_ref().map(Service::log).unwrap_or_default()
         );
         if self.service.is_some() {
-            self.claim_decision("deny", reason).await;
+            // The decision names the server's connection id: the server
+            // refused that very connection.
+            let d = self.claim_decision("deny", reason).await;
+            let cid = d["client_id"]
+                .as_u64()
+                .expect("the decision has a client_id");
+            let line = format!(" - cid:{cid} - authentication error");
+            let refused = wait_until_async(Duration::from_secs(5), || async {
+                self.nats.log().contains(&line)
+            })
+            .await;
+            assert!(
+                refused,
+                "the server did not refuse connection {cid}:\n{}",
+                self.nats.log()
+            );
         }
     }
 

@@ -13,7 +13,7 @@ use nats_oidc_callout::issuer::{jwks, LocalKey};
 use serde_json::{json, Value};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-use super::process::{free_port, read_log, wait_until, write_secret, Proc};
+use super::process::{read_log, wait_until, write_secret, Proc};
 
 /// How the in-process IdP misbehaves, for fault-injection tests.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -311,7 +311,8 @@ impl NodeIdp {
         assert!(script.is_file(), "{} missing", script.display());
         let mut idp = NodeIdp {
             proc: None,
-            port: free_port(),
+            // 0: it binds a free port itself and names it; restarts keep it.
+            port: 0,
             dir: tempfile::tempdir().expect("tempdir"),
             client_id: "ci-job".into(),
             client_secret: format!("test-secret-{}", nkeys::KeyPair::new_user().public_key()),
@@ -355,10 +356,23 @@ impl NodeIdp {
         self.starts += 1;
         let log = self.dir.path().join(format!("idp.{}.log", self.starts));
         self.proc = Some(Proc::spawn(cmd, log.clone()));
-        let ready = wait_until(Duration::from_secs(15), || {
-            read_log(&log).contains("ready ")
+        let mut bound = None;
+        // Generous: node loads oidc-provider slowly on a loaded machine.
+        let ready = wait_until(Duration::from_secs(30), || {
+            bound = read_log(&log)
+                .lines()
+                .find_map(|l| l.strip_prefix("ready "))
+                .and_then(|p| p.trim().parse::<u16>().ok());
+            bound.is_some()
         });
         assert!(ready, "oidc-provider did not start:\n{}", read_log(&log));
+        let bound = bound.expect("ready");
+        assert!(
+            self.port == 0 || self.port == bound,
+            "restarted on {bound}, not {}",
+            self.port
+        );
+        self.port = bound;
     }
 
     pub fn issuer(&self) -> String {
