@@ -39,12 +39,11 @@ const SHORT_NAMES: [(ObjectIdentifier, &str); 11] = [
 /// `OID=#hex` of their DER value (RFC 4514 section 2.4).
 pub fn rfc4514(name: &Name) -> String {
     let mut out = String::new();
-    let rdns: Vec<_> = name.iter_rdn().collect();
-    for (i, rdn) in rdns.iter().rev().enumerate() {
+    for (i, rdn) in name.0.iter().rev().enumerate() {
         if i > 0 {
             out.push(',');
         }
-        for (j, atv) in rdn.as_ref().iter().enumerate() {
+        for (j, atv) in rdn.0.iter().enumerate() {
             if j > 0 {
                 out.push('+');
             }
@@ -116,7 +115,7 @@ mod tests {
     fn subject(dn: &[(DnType, &str)]) -> String {
         let made = make(dn, vec![]);
         let cert = x509_cert::Certificate::from_der(&made.der).unwrap();
-        rfc4514(cert.tbs_certificate().subject())
+        rfc4514(&cert.tbs_certificate.subject)
     }
 
     #[test]
@@ -147,7 +146,7 @@ mod tests {
     fn non_string_values_are_hex_even_for_known_types() {
         let made = make(&[(DnType::CommonName, "x")], vec![]);
         let cert = x509_cert::Certificate::from_der(&made.der).unwrap();
-        assert_eq!(rfc4514(cert.tbs_certificate().subject()), "CN=x");
+        assert_eq!(rfc4514(&cert.tbs_certificate.subject), "CN=x");
         let bmp = {
             let mut params = rcgen::CertificateParams::default();
             let mut dn = rcgen::DistinguishedName::new();
@@ -161,7 +160,7 @@ mod tests {
         };
         let cert = x509_cert::Certificate::from_der(&bmp).unwrap();
         assert_eq!(
-            rfc4514(cert.tbs_certificate().subject()),
+            rfc4514(&cert.tbs_certificate.subject),
             "2.5.4.3=#1e0400680069"
         );
     }

@@ -189,12 +189,12 @@ impl ClientCertificate {
     pub fn from_der(der: &[u8]) -> Result<Self, CertificateError> {
         let cert =
             Certificate::from_der(der).map_err(|e| CertificateError::BadX509(e.to_string()))?;
-        let tbs = cert.tbs_certificate();
+        let tbs = &cert.tbs_certificate;
         let digest: [u8; 32] = Sha256::digest(der).into();
         let mut out = Self {
-            subject: dn::rfc4514(tbs.subject()),
-            issuer: dn::rfc4514(tbs.issuer()),
-            cn: common_name(tbs.subject()),
+            subject: dn::rfc4514(&tbs.subject),
+            issuer: dn::rfc4514(&tbs.issuer),
+            cn: common_name(&tbs.subject),
             san_dns: Vec::new(),
             san_uri: Vec::new(),
             san_email: Vec::new(),
@@ -203,8 +203,8 @@ impl ClientCertificate {
             digest,
         };
         let sans: Vec<_> = tbs
-            .extensions()
-            .into_iter()
+            .extensions
+            .iter()
             .flatten()
             .filter(|e| e.extn_id == SubjectAltName::OID)
             .collect();
@@ -284,7 +284,9 @@ fn pem_to_der(pem: &str) -> Result<Vec<u8>, CertificateError> {
 
 /// The last CN attribute in DER order that is a string.
 fn common_name(name: &x509_cert::name::Name) -> Option<String> {
-    name.iter()
+    name.0
+        .iter()
+        .flat_map(|rdn| rdn.0.iter())
         .filter(|atv| atv.oid == dn::COMMON_NAME)
         .filter_map(dn::text)
         .last()
