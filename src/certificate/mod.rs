@@ -289,7 +289,7 @@ fn common_name(name: &x509_cert::name::Name) -> Option<String> {
         .flat_map(|rdn| rdn.0.iter())
         .filter(|atv| atv.oid == dn::COMMON_NAME)
         .filter_map(dn::text)
-        .last()
+        .next_back()
 }
 
 /// The path of a SPIFFE ID without its leading `/`
