@@ -40,7 +40,11 @@
 //!   dots or spaces.
 
 mod binding;
+#[cfg(test)]
+mod binding_tests;
 mod condition;
+#[cfg(test)]
+mod condition_tests;
 mod dn;
 pub mod issue;
 #[cfg(test)]

@@ -346,4 +346,6 @@ pub fn permissions_json(p: &Permissions) -> Value {
 }
 
 #[cfg(test)]
+mod load_tests;
+#[cfg(test)]
 mod tests;
