@@ -9,5 +9,5 @@ mod cli;
 mod deploy;
 mod ha;
 mod memory;
-mod revocation_core;
+mod revocation;
 mod signals;
