@@ -16,4 +16,5 @@ mod operator;
 mod policies;
 mod policy_props;
 mod revocation;
+mod revocation_outage;
 mod tenants;
