@@ -46,6 +46,11 @@ pub struct EnvOptions<'a> {
     /// JetStream for the APP account (the server config must then have a
     /// `jetstream {}` block and a `server_name`, through `nats_extra`).
     pub app_jetstream: bool,
+    /// Revocation on: JetStream for AUTH (the bucket), a system user and
+    /// the service's `[system]` and `[revocation]` tables; the server config
+    /// needs a `jetstream {}` block through `nats_extra`. The service has
+    /// read the bucket when `start` returns.
+    pub revocation: bool,
 }
 
 impl Default for EnvOptions<'_> {
@@ -65,6 +70,7 @@ impl Default for EnvOptions<'_> {
             start_service: true,
             issuer_name: "corp",
             app_jetstream: false,
+            revocation: false,
         }
     }
 }
@@ -124,6 +130,7 @@ impl Env {
             &account.public_key(),
             opts.xkey.then_some(xkey_pub.as_str()),
             opts.app_jetstream,
+            opts.revocation,
         );
         let nats = NatsServer::start_any_port(&format!("{nats_config}\n{}", opts.nats_extra));
 
@@ -146,12 +153,26 @@ impl Env {
             )
             .policy_lines(opts.policy_extra)
             .tables(opts.config_extra);
+        if opts.revocation {
+            write_secret(&dir.path().join("sys.password"), "syspw");
+            config = config.tables(
+                "[system]\nuser = \"sys\"\npassword_file = \"sys.password\"\n\n\
+                 [revocation]\nbucket = \"revocations\"\n",
+            );
+        }
         if opts.xkey {
             config = config.xkey_seed_file("xkey.nk");
         }
         let config_path = dir.path().join("callout.toml");
         config.write(&config_path).unwrap();
         let service = opts.start_service.then(|| Service::start(&config_path));
+        if let Some(service) = service.as_ref().filter(|_| opts.revocation) {
+            let loaded = wait_until_async(Duration::from_secs(30), || async {
+                service.log().contains("revocations loaded")
+            })
+            .await;
+            assert!(loaded, "revocations never loaded:\n{}", service.log());
+        }
         Env {
             idp,
             key,

@@ -5,6 +5,8 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
 
+use nats_oidc_callout::system::{SYSTEM_PUBLISH, SYSTEM_SUBSCRIBE};
+
 use super::process::{read_log, wait_until, Proc};
 
 /// The nats-server binary: `NATS_SERVER_BIN`, else the one `scripts/setup.sh`
@@ -218,16 +220,19 @@ pub fn callout_server_config(
     issuer: &str,
     xkey: Option<&str>,
 ) -> String {
-    callout_server_config_with(port, issuer, xkey, false)
+    callout_server_config_with(port, issuer, xkey, false, false)
 }
 
 /// The same, with JetStream enabled for the APP account when `app_jetstream`
-/// (MQTT keeps its sessions in the target account's streams).
+/// (MQTT keeps its sessions in the target account's streams), and for
+/// AUTH with a least-privilege system user `sys` (password `syspw`) when
+/// `revocation` (the revocation bucket and KICK/CONNZ).
 pub fn callout_server_config_with(
     port: impl std::fmt::Display,
     issuer: &str,
     xkey: Option<&str>,
     app_jetstream: bool,
+    revocation: bool,
 ) -> String {
     let xkey = xkey.map(|x| format!("xkey: {x}")).unwrap_or_default();
     let app = if app_jetstream {
@@ -235,20 +240,44 @@ pub fn callout_server_config_with(
     } else {
         ""
     };
+    let auth = if revocation {
+        "jetstream: enabled,"
+    } else {
+        ""
+    };
+    let quoted = |items: &[&str]| {
+        items
+            .iter()
+            .map(|s| format!("\"{s}\""))
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    let (sys, auth_users) = if revocation {
+        (
+            format!(
+                "users: [ {{ user: sys, password: syspw, permissions: {{ publish: [ {} ], subscribe: [ {} ] }} }} ]",
+                quoted(&SYSTEM_PUBLISH),
+                quoted(&SYSTEM_SUBSCRIBE)
+            ),
+            "auth, sys",
+        )
+    } else {
+        (String::new(), "auth")
+    };
     format!(
         r#"listen: 127.0.0.1:{port}
 accounts {{
-  AUTH {{ users: [ {{ user: auth, password: authpw }} ] }}
+  AUTH {{ {auth} users: [ {{ user: auth, password: authpw }} ] }}
   APP {{ {app} }}
   OTHER {{}}
-  SYS {{}}
+  SYS {{ {sys} }}
 }}
 system_account: SYS
 authorization {{
   timeout: 2
   auth_callout {{
     issuer: {issuer}
-    auth_users: [ auth ]
+    auth_users: [ {auth_users} ]
     account: AUTH
     {xkey}
   }}
