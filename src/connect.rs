@@ -64,7 +64,7 @@ pub struct ConnectError {
     pub urls: String,
     /// Which config table the connection came from (`[nats]`, `[system]`).
     pub what: &'static str,
-    /// The client library's error.
+    /// The secret file, URL or client library error.
     pub reason: String,
 }
 

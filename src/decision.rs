@@ -25,13 +25,13 @@ use crate::verifier::{SetupError, Verifier, VerifyError};
 /// into the text the server logs ([`std::fmt::Display`]) and a class.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum Reason {
-    /// The JWT failed verification (signature, issuer, audience, times).
+    /// No token, or a JWT that fails verification (signature, issuer, times).
     #[error(transparent)]
     Token(#[from] TokenError),
     /// The IdP called an opaque token inactive, or could not be asked.
     #[error(transparent)]
     Introspection(#[from] IntrospectionError),
-    /// The token is valid but no rule grants it anything.
+    /// The policy denies the verified token (no rule, a conflict, a bad value).
     #[error(transparent)]
     Policy(#[from] Denial),
     /// Less lifetime left than a user is worth issuing for.
@@ -110,7 +110,7 @@ pub struct Approval {
 /// A decision and what it was about, for the audit line and `check`.
 #[derive(Debug, Clone)]
 pub struct Outcome {
-    /// The issuer's configured name, once the token named a known one.
+    /// The issuer's config name, once the token verified.
     pub issuer: Option<String>,
     /// The token's `sub`, once it verified.
     pub subject: Option<String>,

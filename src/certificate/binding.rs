@@ -45,7 +45,7 @@ pub enum BindingError {
     /// The issuer demands bound tokens and this one is not.
     #[error("issuer requires certificate-bound tokens (cnf.x5t#S256); the token has no cnf claim")]
     Required,
-    /// `cnf` is not an object with a string thumbprint.
+    /// `cnf` is not an object holding a string `x5t#S256`.
     #[error("token's cnf claim is malformed: {0}")]
     Malformed(String),
     /// A `cnf` method (e.g. `jkt`, DPoP) that NATS cannot prove.

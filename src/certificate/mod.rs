@@ -120,7 +120,7 @@ pub enum CertificateError {
     /// A chain without even a leaf.
     #[error("verified chain {0} is empty")]
     EmptyChain(usize),
-    /// A chain longer than any sane PKI.
+    /// A chain over the length limit.
     #[error("verified chain {chain} has {len} certificates; at most {MAX_CHAIN_LEN} are accepted")]
     ChainTooLong {
         /// Index of the chain in `verified_chains`.

@@ -61,7 +61,7 @@ impl ClientCredentialsBuilder {
         self
     }
 
-    /// Fails on an insecure issuer URL or an empty client id.
+    /// Fails on an invalid or insecure issuer URL, or an empty client id.
     pub fn build(self) -> Result<ClientCredentials, TokenError> {
         check_url(&self.issuer, self.allow_insecure_http)?;
         if self.client_id.is_empty() {

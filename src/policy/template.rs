@@ -34,7 +34,7 @@ pub enum InterpolationError {
     /// The token lacks the claim.
     #[error("claim {0:?} is missing")]
     Missing(String),
-    /// The value has dots, wildcards or spaces: it would widen the subject.
+    /// The value is not one subject token (dots, wildcards, spaces).
     #[error("claim {0:?} is not a valid subject token")]
     NotAToken(String),
     /// A list claim where one value is needed.

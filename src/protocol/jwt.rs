@@ -68,7 +68,7 @@ pub enum JwtError {
 /// The registered claims nats-io/jwt hashes into the jti, in its field order.
 #[derive(Debug, Default, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ClaimsData {
-    /// Audience: the server id (requests to us) or account (user JWTs).
+    /// Audience: the server id on responses, the account on user JWTs.
     #[serde(default, skip_serializing_if = "String::is_empty")]
     pub aud: String,
     /// Expiry, Unix seconds; 0 is none.
@@ -83,13 +83,13 @@ pub struct ClaimsData {
     /// The signer's public nkey.
     #[serde(default, skip_serializing_if = "String::is_empty")]
     pub iss: String,
-    /// Display name; for users it shows in the server's logs.
+    /// A label for people; nothing checks it.
     #[serde(default, skip_serializing_if = "String::is_empty")]
     pub name: String,
     /// Not before, Unix seconds; 0 is none.
     #[serde(default, skip_serializing_if = "is_zero")]
     pub nbf: i64,
-    /// Subject: the public nkey the claims are about.
+    /// Whom the claims are about (on responses and users: the user nkey).
     #[serde(default, skip_serializing_if = "String::is_empty")]
     pub sub: String,
 }
