@@ -5,25 +5,25 @@
 //! and every process started here is stopped by PID when its guard drops.
 #![allow(dead_code, unused_imports)]
 
-pub mod client;
-pub mod cluster;
-pub mod env;
-pub mod idp;
-pub mod nats;
-pub mod process;
-pub mod service;
-pub mod tap;
+pub(crate) mod client;
+pub(crate) mod cluster;
+pub(crate) mod env;
+pub(crate) mod idp;
+pub(crate) mod nats;
+pub(crate) mod process;
+pub(crate) mod service;
+pub(crate) mod tap;
 
-pub use client::*;
-pub use cluster::*;
-pub use env::*;
-pub use idp::*;
-pub use nats::*;
-pub use process::*;
-pub use service::*;
-pub use tap::*;
+pub(crate) use client::*;
+pub(crate) use cluster::*;
+pub(crate) use env::*;
+pub(crate) use idp::*;
+pub(crate) use nats::*;
+pub(crate) use process::*;
+pub(crate) use service::*;
+pub(crate) use tap::*;
 
 /// Now, in Unix seconds.
-pub fn now() -> i64 {
+pub(crate) fn now() -> i64 {
     nats_oidc_callout::clock::now_unix()
 }

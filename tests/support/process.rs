@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 /// test) cannot take it before the server binds it; each call moves on, so
 /// tests in one binary never get the same port. Prefer letting the server
 /// pick (`NatsServer::start_any_port`) where the port can be read back.
-pub fn free_port() -> u16 {
+pub(crate) fn free_port() -> u16 {
     use std::sync::atomic::{AtomicU16, Ordering};
     const LOW: u16 = 20_000;
     const SPAN: u16 = 12_000;
@@ -36,7 +36,7 @@ pub fn free_port() -> u16 {
 }
 
 /// Polls `cond` every 50 ms until it holds or `limit` passes.
-pub fn wait_until(limit: Duration, mut cond: impl FnMut() -> bool) -> bool {
+pub(crate) fn wait_until(limit: Duration, mut cond: impl FnMut() -> bool) -> bool {
     let deadline = Instant::now() + limit;
     loop {
         if cond() {
@@ -50,7 +50,7 @@ pub fn wait_until(limit: Duration, mut cond: impl FnMut() -> bool) -> bool {
 }
 
 /// Async twin of [`wait_until`], for conditions checked on the test runtime.
-pub async fn wait_until_async<F, Fut>(limit: Duration, mut cond: F) -> bool
+pub(crate) async fn wait_until_async<F, Fut>(limit: Duration, mut cond: F) -> bool
 where
     F: FnMut() -> Fut,
     Fut: std::future::Future<Output = bool>,
@@ -67,7 +67,7 @@ where
     }
 }
 
-pub fn read_log(path: &Path) -> String {
+pub(crate) fn read_log(path: &Path) -> String {
     let mut s = String::new();
     if let Ok(mut f) = File::open(path) {
         let _ = f.read_to_string(&mut s);
@@ -76,13 +76,13 @@ pub fn read_log(path: &Path) -> String {
 }
 
 /// A child process whose output goes to a log file; killed on drop.
-pub struct Proc {
-    pub child: Child,
-    pub log: PathBuf,
+pub(crate) struct Proc {
+    pub(crate) child: Child,
+    pub(crate) log: PathBuf,
 }
 
 impl Proc {
-    pub fn spawn(mut cmd: Command, log: PathBuf) -> Proc {
+    pub(crate) fn spawn(mut cmd: Command, log: PathBuf) -> Proc {
         let out = File::create(&log).expect("create log");
         let err = out.try_clone().expect("clone log handle");
         cmd.stdin(Stdio::null()).stdout(out).stderr(err);
@@ -92,14 +92,14 @@ impl Proc {
         Proc { child, log }
     }
 
-    pub fn signal(&self, sig: &str) {
+    pub(crate) fn signal(&self, sig: &str) {
         let _ = Command::new("kill")
             .args([sig, &self.child.id().to_string()])
             .status();
     }
 
     /// SIGTERM, then SIGKILL if it has not exited within 10 s.
-    pub fn terminate(&mut self) -> Option<ExitStatus> {
+    pub(crate) fn terminate(&mut self) -> Option<ExitStatus> {
         self.signal("-TERM");
         let deadline = Instant::now() + Duration::from_secs(10);
         while Instant::now() < deadline {
@@ -124,7 +124,7 @@ impl Drop for Proc {
 }
 
 /// Runs the CLI to completion.
-pub fn run_cli(args: &[&str]) -> std::process::Output {
+pub(crate) fn run_cli(args: &[&str]) -> std::process::Output {
     Command::new(env!("CARGO_BIN_EXE_nats-oidc-callout"))
         .args(args)
         .stdin(Stdio::null())
@@ -133,7 +133,7 @@ pub fn run_cli(args: &[&str]) -> std::process::Output {
 }
 
 /// Writes `contents` to `path` with mode 0600 (seeds, passwords).
-pub fn write_secret(path: &Path, contents: &str) {
+pub(crate) fn write_secret(path: &Path, contents: &str) {
     use std::os::unix::fs::OpenOptionsExt;
     let mut f = std::fs::OpenOptions::new()
         .write(true)
