@@ -3,7 +3,7 @@
 #  1. the kustomize base renders (`kustomize build`) and every object in it
 #     validates against the Kubernetes schemas (kubernetes-validate --strict);
 #  2. the keys the README puts in the Secret are what helm-values.yaml and
-#     callout.toml read;
+#     callout.toml read, and `validate` passes without a warning;
 #  3. the nats.conf that helm-values.yaml makes the official NATS Helm chart
 #     produce passes `nats-server -t` with the environment the chart's pod has.
 # For 3 the chart itself is needed, and no registry this machine reaches
@@ -49,7 +49,12 @@ mkdir "$work/pod/config" "$work/pod/policy"
 cp "$root/deploy/kubernetes/callout.toml" "$work/pod/config/"
 cp "$root/deploy/kubernetes/policy.toml" "$work/pod/policy/"
 cp -r "$keys" "$work/pod/keys"
-"$bin" validate --config "$work/pod/config/callout.toml"
+"$bin" validate --config "$work/pod/config/callout.toml" 2> "$work/validate.err"
+if [ -s "$work/validate.err" ]; then
+  cat "$work/validate.err" >&2
+  echo "check-kubernetes: deploy/kubernetes must validate without a warning" >&2
+  exit 1
+fi
 
 echo "== nats.conf of the NATS Helm chart with deploy/kubernetes/helm-values.yaml"
 "$python" "$chart_conf" expected "$values" "$base" > "$work/expected.conf"

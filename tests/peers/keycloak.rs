@@ -322,6 +322,78 @@ async fn keycloak_key_rotation_is_followed() {
         .expect("A, before its refresh, still accepts the withdrawn key");
 }
 
+/// Keycloak's introspection endpoint (RFC 7662) asked about its own JWTs
+/// (`introspect_jwt`) by the client `nats`, the tokens' audience (Keycloak
+/// 26.6.2 and later answer `active: false` to a client not in `aud`): a
+/// token revoked at Keycloak (RFC 7009), whose signature is as good as
+/// before, is refused once the cache window ends; a new token of the same
+/// user still connects.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_token_revoked_at_keycloak_is_refused_through_introspection() {
+    let NatsRealm {
+        realm,
+        alice_password,
+    } = nats_realm().await;
+    let secret = realm.new_client_secret("nats").await;
+    let keys = tempfile::tempdir().unwrap();
+    let secret_file = keys.path().join("introspect.secret");
+    write_secret(&secret_file, &secret);
+    let extra = format!(
+        "introspect_jwt = true\n\
+         introspection_client_id = \"nats\"\n\
+         introspection_client_secret_file = \"{}\"\n\
+         introspection_cache = \"1s\"\n\
+         introspection_timeout = \"5s\"\n",
+        secret_file.display()
+    );
+    let env = keycloak_env(realm, &extra).await;
+    let base = format!("http://{}", env.service().http.expect("[http] listen"));
+    let ready = wait_until_async(SHORT, || async {
+        http_get(&format!("{base}/readyz")).await.0 == 200
+    })
+    .await;
+    assert!(ready, "{}", http_get(&format!("{base}/readyz")).await.1);
+
+    let token = realm
+        .token_by_password("nats-cli", "alice", alice_password)
+        .await;
+    let sub = jwt_claims(&token)["sub"].as_str().expect("sub").to_owned();
+    let alice = match connect_token(&env.nats.url(), &token).await {
+        Ok(c) => c,
+        Err(e) => panic!(
+            "alice's token, active at Keycloak, was refused ({e}): {:#?}",
+            env.service().decisions()
+        ),
+    };
+    round_trip(&alice.nats, &format!("user.{sub}.notes")).await;
+    env.claim_decision("allow", "").await;
+    let active =
+        "nats_oidc_callout_introspection_calls_total{issuer=\"keycloak\",result=\"active\"}";
+    assert_eq!(metric(&env, active).await, 1.0);
+
+    realm.revoke("nats-cli", &token).await;
+    // Past the 1 s window the service asks Keycloak again.
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    env.assert_refused(
+        connect_token(&env.nats.url(), &token).await,
+        "token inactive",
+    )
+    .await;
+    let deny = env.service().decisions().pop().expect("a decision");
+    assert_eq!(deny["reason_class"], "token_inactive", "{deny:?}");
+    let inactive =
+        "nats_oidc_callout_introspection_calls_total{issuer=\"keycloak\",result=\"inactive\"}";
+    assert_eq!(metric(&env, inactive).await, 1.0);
+
+    let fresh = realm
+        .token_by_password("nats-cli", "alice", alice_password)
+        .await;
+    connect_token(&env.nats.url(), &fresh)
+        .await
+        .expect("a new token of hers connects");
+    assert_no_token_in(&env.service().log(), &token);
+}
+
 /// docker-compose.yml's own files (deploy/nats-server.conf,
 /// deploy/callout.toml, deploy/policy.toml) as processes beside Keycloak
 /// serving the compose realm under its compose name, `nats`.

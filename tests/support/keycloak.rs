@@ -376,6 +376,44 @@ impl Realm {
             .to_owned()
     }
 
+    /// A new secret for `client_id` (Keycloak makes it; the old one ends).
+    pub async fn new_client_secret(&self, client_id: &str) -> String {
+        let id = self.client_uuid(client_id).await;
+        let path = format!("/admin/realms/{}/clients/{id}/client-secret", self.name);
+        let resp = self
+            .admin(reqwest::Method::POST, &path)
+            .await
+            .send()
+            .await
+            .expect("new client secret");
+        let status = resp.status();
+        let body: Value = resp.json().await.unwrap_or(Value::Null);
+        assert!(status.is_success(), "POST {path}: {status} {body}");
+        body["value"].as_str().expect("secret value").to_owned()
+    }
+
+    /// Revokes an access token at Keycloak's revocation endpoint (RFC
+    /// 7009), as the public client `client_id` it was issued to.
+    pub async fn revoke(&self, client_id: &str, token: &str) {
+        let url = format!("{}/protocol/openid-connect/revoke", self.issuer());
+        let resp = http()
+            .post(&url)
+            .form(&[
+                ("client_id", client_id),
+                ("token", token),
+                ("token_type_hint", "access_token"),
+            ])
+            .send()
+            .await
+            .expect("revoke");
+        let status = resp.status();
+        assert!(
+            status.is_success(),
+            "{url} said {status}: {}",
+            resp.text().await.unwrap_or_default()
+        );
+    }
+
     /// The secret Keycloak generated for a confidential client.
     pub async fn client_secret(&self, client_id: &str) -> String {
         let id = self.client_uuid(client_id).await;
