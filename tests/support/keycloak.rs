@@ -223,6 +223,7 @@ impl Keycloak {
             admin_password: self.admin_password.clone(),
             admin_token: Mutex::new(None),
         };
+        let started = Instant::now();
         let resp = realm
             .admin(reqwest::Method::POST, "/admin/realms")
             .await
@@ -236,6 +237,10 @@ impl Keycloak {
             "Keycloak refused {} as realm {name}: {status} {}",
             file.display(),
             resp.text().await.unwrap_or_default()
+        );
+        eprintln!(
+            "keycloak realm {name} imported in {:.1} s",
+            started.elapsed().as_secs_f64()
         );
         realm
     }
