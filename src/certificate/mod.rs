@@ -40,7 +40,11 @@
 //!   dots or spaces.
 
 mod binding;
+#[cfg(test)]
+mod binding_tests;
 mod condition;
+#[cfg(test)]
+mod condition_tests;
 mod dn;
 pub mod issue;
 #[cfg(test)]
@@ -289,7 +293,7 @@ fn common_name(name: &x509_cert::name::Name) -> Option<String> {
         .flat_map(|rdn| rdn.0.iter())
         .filter(|atv| atv.oid == dn::COMMON_NAME)
         .filter_map(dn::text)
-        .last()
+        .next_back()
 }
 
 /// The path of a SPIFFE ID without its leading `/`

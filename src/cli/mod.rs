@@ -8,6 +8,7 @@ mod doctor;
 pub use check::decision_json;
 mod keygen;
 mod revoke;
+mod sessions;
 mod token;
 
 use std::path::{Path, PathBuf};
@@ -80,9 +81,9 @@ pub enum Command {
     /// Lift a revocation (exit 1 if none was in force).
     Unrevoke(revoke::UnrevokeArgs),
     /// List the revocations in force.
-    Revocations(revoke::ListArgs),
+    Revocations(sessions::ListArgs),
     /// List live connections this service authorized, on every server.
-    Sessions(revoke::ListArgs),
+    Sessions(sessions::ListArgs),
 }
 
 /// Parses arguments and runs the command.
@@ -113,7 +114,7 @@ pub fn main() -> ExitCode {
         Command::Revoke(args) => revoke::revoke(args),
         Command::Unrevoke(args) => revoke::unrevoke(args),
         Command::Revocations(args) => revoke::revocations(args),
-        Command::Sessions(args) => revoke::sessions(args),
+        Command::Sessions(args) => sessions::sessions(args),
     }
 }
 

@@ -10,5 +10,5 @@ mod deploy;
 mod ha;
 mod kubernetes;
 mod memory;
-mod revocation_core;
+mod revocation;
 mod signals;

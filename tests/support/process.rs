@@ -7,13 +7,32 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
 
-/// A port that was free a moment ago. Another process may take it before
-/// it is bound: prefer letting the server pick (`NatsServer::start_any_port`).
+/// A port that was free a moment ago, for listeners whose port must be known
+/// before they start (cluster routes). Taken below the kernel's ephemeral
+/// range, so the local end of an outgoing connection (every client in a
+/// test) cannot take it before the server binds it; each call moves on, so
+/// tests in one binary never get the same port. Prefer letting the server
+/// pick (`NatsServer::start_any_port`) where the port can be read back.
 pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .expect("bind 127.0.0.1:0")
-        .port()
+    use std::sync::atomic::{AtomicU16, Ordering};
+    const LOW: u16 = 20_000;
+    const SPAN: u16 = 12_000;
+    // A different start per test binary run: ports left in TIME_WAIT by the
+    // previous binary are not tried first.
+    static NEXT: AtomicU16 = AtomicU16::new(0);
+    let _ = NEXT.compare_exchange(
+        0,
+        1 + (std::process::id() % u32::from(SPAN)) as u16,
+        Ordering::Relaxed,
+        Ordering::Relaxed,
+    );
+    for _ in 0..SPAN {
+        let port = LOW + NEXT.fetch_add(1, Ordering::Relaxed) % SPAN;
+        if std::net::TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            return port;
+        }
+    }
+    panic!("no free port in 127.0.0.1:{LOW}..{}", LOW + SPAN);
 }
 
 /// Polls `cond` every 50 ms until it holds or `limit` passes.

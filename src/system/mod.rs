@@ -13,16 +13,21 @@
 //! In config mode the user must also be listed in `auth_callout { auth_users }`,
 //! or its own connect is sent to the callout.
 
+mod wire;
+
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
 use futures::StreamExt;
-use serde::Deserialize;
 use serde_json::json;
 use tokio::time::Instant;
 
 use crate::config::Config;
 use crate::connect::{connect, ConnectError, Credentials, Persistence};
+pub use wire::{
+    replicas_for, ConnInfo, JetStreamStats, MetaCluster, ServerInfo, ServerStats, ServerStatus,
+};
+use wire::{ApiResponse, Connz};
 
 /// Reply subjects of the system connection: `_INBOX_callout_sys.>` is the
 /// only subscription the system user needs.
@@ -87,124 +92,6 @@ impl Kick {
     pub fn is_gone(&self) -> bool {
         matches!(self, Kick::Closed | Kick::NoSuchClient)
     }
-}
-
-/// `server` in every system reply.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
-#[serde(default)]
-pub struct ServerInfo {
-    pub name: String,
-    pub host: String,
-    pub id: String,
-    pub cluster: String,
-    #[serde(rename = "ver")]
-    pub version: String,
-    pub jetstream: bool,
-}
-
-#[derive(Debug, Clone, Default, Deserialize)]
-#[serde(default)]
-struct ApiError {
-    code: i64,
-    description: String,
-}
-
-/// The envelope of `$SYS.REQ.SERVER.*` replies.
-#[derive(Debug, Deserialize)]
-struct ApiResponse<T> {
-    #[serde(default)]
-    server: ServerInfo,
-    data: Option<T>,
-    error: Option<ApiError>,
-}
-
-/// A server as its STATSZ reply describes it.
-#[derive(Debug, Clone, Default, Deserialize)]
-#[serde(default)]
-pub struct ServerStatus {
-    pub server: ServerInfo,
-    #[serde(rename = "statsz")]
-    pub stats: ServerStats,
-}
-
-#[derive(Debug, Clone, Default, Deserialize)]
-#[serde(default)]
-pub struct ServerStats {
-    pub connections: u64,
-    /// Servers this one knows of in the system, itself included.
-    pub active_servers: usize,
-    pub jetstream: Option<JetStreamStats>,
-}
-
-#[derive(Debug, Clone, Default, Deserialize)]
-#[serde(default)]
-pub struct JetStreamStats {
-    /// Only the meta leader reports the cluster's size.
-    pub meta: Option<MetaCluster>,
-}
-
-#[derive(Debug, Clone, Default, Deserialize)]
-#[serde(default)]
-pub struct MetaCluster {
-    pub cluster_size: usize,
-}
-
-/// KV replicas for a cluster: min(3, JetStream servers), at least 1.
-pub fn replicas_for(servers: &[ServerStatus]) -> usize {
-    let seen = servers.iter().filter(|s| s.server.jetstream).count();
-    let meta = servers
-        .iter()
-        .filter_map(|s| s.stats.jetstream.as_ref()?.meta.as_ref())
-        .map(|m| m.cluster_size)
-        .max()
-        .unwrap_or(0);
-    seen.max(meta).clamp(1, 3)
-}
-
-/// One page of a server's CONNZ.
-#[derive(Debug, Clone, Default, Deserialize)]
-#[serde(default)]
-struct Connz {
-    server_id: String,
-    total: usize,
-    offset: usize,
-    limit: usize,
-    connections: Vec<ConnInfo>,
-}
-
-/// One connection in CONNZ (with `"auth": true`); unknown fields ignored.
-/// `server_id`/`server_name` are not in the server's JSON: the gather sets
-/// them from the reply's envelope.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
-#[serde(default)]
-pub struct ConnInfo {
-    pub cid: u64,
-    /// `Client` or `Leafnode`.
-    pub kind: String,
-    /// `nats`, `websocket`, `mqtt`, …
-    #[serde(rename = "type")]
-    pub conn_type: String,
-    pub ip: String,
-    pub port: u16,
-    /// RFC 3339.
-    pub start: String,
-    pub rtt: String,
-    /// The CONNECT `name` the client chose (not trustworthy).
-    pub name: String,
-    pub lang: String,
-    pub version: String,
-    /// For a callout user: the `name` of the user JWT the service issued.
-    pub authorized_user: String,
-    pub account: String,
-    pub jwt: String,
-    pub issuer_key: String,
-    pub name_tag: String,
-    pub tags: Vec<String>,
-    pub mqtt_client: String,
-    #[serde(skip)]
-    pub server_id: String,
-    #[serde(skip)]
-    pub server_name: String,
 }
 
 /// Which connections a CONNZ gather asks for (server-side filters).
@@ -465,31 +352,4 @@ impl SystemClient {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn replicas_follow_the_jetstream_cluster_size_up_to_three() {
-        let server = |js: bool, meta: Option<usize>| ServerStatus {
-            server: ServerInfo {
-                jetstream: js,
-                ..ServerInfo::default()
-            },
-            stats: ServerStats {
-                jetstream: meta.map(|n| JetStreamStats {
-                    meta: Some(MetaCluster { cluster_size: n }),
-                }),
-                ..ServerStats::default()
-            },
-        };
-        assert_eq!(replicas_for(&[]), 1);
-        assert_eq!(replicas_for(&[server(true, None)]), 1);
-        assert_eq!(replicas_for(&[server(true, None), server(true, None)]), 2);
-        // One node is down, but the meta leader knows the cluster has five.
-        assert_eq!(
-            replicas_for(&[server(true, Some(5)), server(true, None)]),
-            3
-        );
-        assert_eq!(replicas_for(&[server(false, None), server(false, None)]), 1);
-    }
-}
+mod tests;
