@@ -327,26 +327,17 @@ async fn keycloak_key_rotation_is_followed() {
 /// 26.6.2 and later answer `active: false` to a client not in `aud`): a
 /// token revoked at Keycloak (RFC 7009), whose signature is as good as
 /// before, is refused once the cache window ends; a new token of the same
-/// user still connects.
+/// user still connects. Asked by a client outside `aud`, Keycloak disowns
+/// every token: all are refused.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_token_revoked_at_keycloak_is_refused_through_introspection() {
     let NatsRealm {
         realm,
         alice_password,
     } = nats_realm().await;
-    let secret = realm.new_client_secret("nats").await;
     let keys = tempfile::tempdir().unwrap();
-    let secret_file = keys.path().join("introspect.secret");
-    write_secret(&secret_file, &secret);
-    let extra = format!(
-        "introspect_jwt = true\n\
-         introspection_client_id = \"nats\"\n\
-         introspection_client_secret_file = \"{}\"\n\
-         introspection_cache = \"1s\"\n\
-         introspection_timeout = \"5s\"\n",
-        secret_file.display()
-    );
-    let env = keycloak_env(realm, &extra).await;
+    let secret = realm.new_client_secret("nats").await;
+    let env = keycloak_env(realm, &introspecting_as("nats", &secret, keys.path())).await;
     let base = format!("http://{}", env.service().http.expect("[http] listen"));
     let ready = wait_until_async(SHORT, || async {
         http_get(&format!("{base}/readyz")).await.0 == 200
@@ -392,6 +383,37 @@ async fn a_token_revoked_at_keycloak_is_refused_through_introspection() {
         .await
         .expect("a new token of hers connects");
     assert_no_token_in(&env.service().log(), &token);
+
+    // Introspecting as a client outside the tokens' audience: Keycloak
+    // says `active: false` about every token, so every one is refused.
+    let secret = realm.add_confidential_client("nats-outsider").await;
+    let outsider = keycloak_env(
+        realm,
+        &introspecting_as("nats-outsider", &secret, keys.path()),
+    )
+    .await;
+    outsider
+        .assert_refused(
+            connect_token(&outsider.nats.url(), &fresh).await,
+            "token inactive",
+        )
+        .await;
+}
+
+/// `[[issuer]]` lines: JWTs re-checked by introspection as `client_id`
+/// (client_secret_basic), its secret in a 0600 file in `dir`; answers
+/// reused for 1 s.
+fn introspecting_as(client_id: &str, secret: &str, dir: &Path) -> String {
+    let file = dir.join(format!("{client_id}.secret"));
+    write_secret(&file, secret);
+    format!(
+        "introspect_jwt = true\n\
+         introspection_client_id = \"{client_id}\"\n\
+         introspection_client_secret_file = \"{}\"\n\
+         introspection_cache = \"1s\"\n\
+         introspection_timeout = \"5s\"\n",
+        file.display()
+    )
 }
 
 /// docker-compose.yml's own files (deploy/nats-server.conf,

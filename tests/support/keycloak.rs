@@ -397,6 +397,27 @@ impl Realm {
         body["value"].as_str().expect("secret value").to_owned()
     }
 
+    /// Adds a confidential client with no grant of its own (it only
+    /// authenticates, e.g. to the introspection endpoint); returns the
+    /// secret Keycloak generated for it.
+    pub async fn add_confidential_client(&self, client_id: &str) -> String {
+        self.admin_send(
+            reqwest::Method::POST,
+            "/clients",
+            &json!({
+                "clientId": client_id,
+                "enabled": true,
+                "publicClient": false,
+                "clientAuthenticatorType": "client-secret",
+                "standardFlowEnabled": false,
+                "directAccessGrantsEnabled": false,
+                "serviceAccountsEnabled": false
+            }),
+        )
+        .await;
+        self.client_secret(client_id).await
+    }
+
     /// Revokes an access token at Keycloak's revocation endpoint (RFC
     /// 7009), as the public client `client_id` it was issued to.
     pub async fn revoke(&self, client_id: &str, token: &str) {
