@@ -1,9 +1,12 @@
 //! Keycloak, the real server distribution in dev mode (`start-dev`, its
-//! embedded H2 database), installed by `scripts/setup/keycloak.sh`. Starting
-//! it takes tens of seconds, so a test binary shares one ([`Keycloak::shared`])
-//! and its tests import realms into it ([`Keycloak::import_realm`]); a
-//! [`Realm`] gets tokens (client credentials, password) and rotates keys
-//! through the admin API. Everything listens on 127.0.0.1.
+//! embedded H2 database), installed by `scripts/setup/keycloak.sh`; missing
+//! is a failure, never a skip. Starting it takes seconds to tens of seconds,
+//! so a test binary run shares one ([`Keycloak::shared`]), stopped by PID
+//! when the test process ends, and its tests import realms into it
+//! ([`Keycloak::import_realm`]); a [`Realm`] gets tokens (client
+//! credentials, password), revokes them, manages clients and rotates keys
+//! through the admin API. Everything listens on 127.0.0.1, on ports Keycloak
+//! picks and logs.
 
 use std::io::{Read, Write};
 use std::net::TcpStream;
