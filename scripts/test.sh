@@ -30,5 +30,8 @@ cargo clippy --all-targets --locked -- -D warnings
 cargo clippy --no-default-features --features client --lib --locked -- -D warnings
 cargo test --all-targets --locked
 
+# deploy/kubernetes: renders, validates, and the NATS chart values' nats.conf passes nats-server -t.
+bash scripts/check-kubernetes.sh
+
 # Bounded fuzz smoke run of every parser of outside input (about a minute).
 bash scripts/fuzz.sh

@@ -1,14 +1,17 @@
 //! The one integration-test harness, shared by the three test binaries and
 //! split by concern: processes and waits, nats-server, the IdPs, the
 //! service (in process or as the real binary), a whole deployment (`Env`),
-//! and NATS clients. Everything listens on 127.0.0.1, every wait is bounded,
-//! and every process started here is stopped by PID when its guard drops.
+//! the deploy/ files run as shipped, Keycloak, and NATS clients. Everything
+//! listens on 127.0.0.1, every wait is bounded, and every process started
+//! here is stopped by PID when its guard drops.
 #![allow(dead_code, unused_imports)]
 
 pub(crate) mod client;
 pub(crate) mod cluster;
+pub(crate) mod deploy;
 pub(crate) mod env;
 pub(crate) mod idp;
+pub(crate) mod keycloak;
 pub(crate) mod nats;
 pub(crate) mod process;
 pub(crate) mod service;
