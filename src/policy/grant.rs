@@ -39,7 +39,7 @@ pub(super) struct Trace {
     pub(super) origins: Vec<Origin>,
 }
 
-/// The result of [`Policy::explain`].
+/// The result of [`Policy::explain`](super::Policy::explain).
 #[derive(Debug)]
 pub struct Explanation {
     /// Every rule, in policy order.
