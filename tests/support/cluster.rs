@@ -9,12 +9,11 @@ use std::time::Duration;
 use jsonwebtoken::Algorithm;
 use nats_oidc_callout::config::{ConfigBuilder, IssuerBuilder};
 use nats_oidc_callout::issuer::LocalKey;
-use nats_oidc_callout::system::{SYSTEM_PUBLISH, SYSTEM_SUBSCRIBE};
 use serde_json::{json, Value};
 
 use super::env::{AUDIENCE, DEFAULT_POLICY};
 use super::idp::Idp;
-use super::nats::NatsServer;
+use super::nats::{system_users, NatsServer};
 use super::process::{free_port, run_cli, wait_until, write_secret};
 use super::service::Service;
 
@@ -47,14 +46,6 @@ pub(crate) struct Cluster {
     pub(crate) services: Vec<Service>,
     pub(crate) dir: tempfile::TempDir,
     _stores: tempfile::TempDir,
-}
-
-fn quoted(items: &[&str]) -> String {
-    items
-        .iter()
-        .map(|s| format!("\"{s}\""))
-        .collect::<Vec<_>>()
-        .join(", ")
 }
 
 impl Cluster {
@@ -91,8 +82,7 @@ jetstream {{ store_dir: "{store}" }}
 accounts {{
   AUTH {{ jetstream: enabled, users: [ {{ user: auth, password: authpw }} ] }}
   APP {{}}
-  SYS {{ users: [ {{ user: sys, password: syspw,
-    permissions: {{ publish: [ {publish} ], subscribe: [ {subscribe} ] }} }} ] }}
+  SYS {{ {sys} }}
 }}
 system_account: SYS
 authorization {{
@@ -107,8 +97,7 @@ authorization {{
 "#,
                 n = i + 1,
                 store = stores.path().join(format!("n{i}")).display(),
-                publish = quoted(&SYSTEM_PUBLISH),
-                subscribe = quoted(&SYSTEM_SUBSCRIBE),
+                sys = system_users(),
                 issuer = account.public_key(),
             );
             nodes.push(NatsServer::start(*port, &config));

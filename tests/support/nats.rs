@@ -213,6 +213,23 @@ fn logged_port_in(log: &str, listener: &str) -> Option<u16> {
     line.rsplit(':').next()?.trim().parse().ok()
 }
 
+/// The SYS account's `users` entry: `sys`/`syspw` with exactly the
+/// service's least-privilege system grants.
+pub(crate) fn system_users() -> String {
+    let quoted = |items: &[&str]| {
+        items
+            .iter()
+            .map(|s| format!("\"{s}\""))
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    format!(
+        "users: [ {{ user: sys, password: syspw, permissions: {{ publish: [ {} ], subscribe: [ {} ] }} }} ]",
+        quoted(&SYSTEM_PUBLISH),
+        quoted(&SYSTEM_SUBSCRIBE)
+    )
+}
+
 /// Config-mode nats-server config delegating to the callout; listens on
 /// `port` (a number, or [`PORT`] for [`NatsServer::start_any_port`]).
 pub(crate) fn callout_server_config(
@@ -245,22 +262,8 @@ pub(crate) fn callout_server_config_with(
     } else {
         ""
     };
-    let quoted = |items: &[&str]| {
-        items
-            .iter()
-            .map(|s| format!("\"{s}\""))
-            .collect::<Vec<_>>()
-            .join(", ")
-    };
     let (sys, auth_users) = if revocation {
-        (
-            format!(
-                "users: [ {{ user: sys, password: syspw, permissions: {{ publish: [ {} ], subscribe: [ {} ] }} }} ]",
-                quoted(&SYSTEM_PUBLISH),
-                quoted(&SYSTEM_SUBSCRIBE)
-            ),
-            "auth, sys",
-        )
+        (system_users(), "auth, sys")
     } else {
         (String::new(), "auth")
     };
