@@ -22,6 +22,9 @@ pub struct AuditEvent<'a> {
     pub account: Option<&'a str>,
     pub expires_at: Option<i64>,
     pub duration_us: u64,
+    /// A failing source's denial, sent this much later (`[flood]`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub held_ms: Option<u64>,
 }
 
 impl<'a> AuditEvent<'a> {
@@ -42,6 +45,7 @@ impl<'a> AuditEvent<'a> {
             account: approval.map(|a| a.grant.account.as_str()),
             expires_at: approval.map(|a| a.expires_at),
             duration_us: took.as_micros().min(u64::MAX as u128) as u64,
+            held_ms: None,
         }
     }
 
@@ -61,6 +65,7 @@ impl<'a> AuditEvent<'a> {
             account = self.account,
             expires_at = self.expires_at,
             duration_us = self.duration_us,
+            held_ms = self.held_ms,
             "authorization decision"
         );
     }

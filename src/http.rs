@@ -11,12 +11,14 @@ use hyper::{Request, Response, StatusCode};
 use hyper_util::rt::TokioIo;
 
 use crate::callout::Callout;
+use crate::flood::Flood;
 use crate::metrics::{Exposition, Metrics};
 
 /// What the endpoints report on.
 pub struct State {
     pub callout: Arc<Callout>,
     pub metrics: Arc<Metrics>,
+    pub flood: Arc<Flood>,
     pub nats: async_nats::Client,
 }
 
@@ -97,6 +99,7 @@ fn readiness(state: &State) -> (bool, String) {
 fn render(state: &State, cache_entries: u64) -> String {
     let mut out = Exposition::default();
     state.metrics.render_into(&mut out);
+    state.flood.render_into(&mut out);
     let issuers = state.callout.decider().issuers();
     let per_issuer = [
         (

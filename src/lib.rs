@@ -11,6 +11,7 @@ pub mod connect;
 pub mod decision;
 pub mod doctor;
 pub mod duration;
+pub mod flood;
 pub mod http;
 pub mod issuer;
 pub mod location;

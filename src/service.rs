@@ -19,6 +19,7 @@ use crate::callout::{Callout, Reply, SetupError};
 use crate::config::Config;
 use crate::connect::{connect, ConnectError};
 use crate::decision::Reason;
+use crate::flood::Flood;
 use crate::metrics::Metrics;
 use crate::protocol::{AUTH_SUBJECT, XKEY_HEADER};
 
@@ -135,12 +136,14 @@ async fn serve(
         .map_err(|e| ServiceError::Subscribe(e.to_string()))?;
 
     let metrics = Arc::new(Metrics::default());
+    let flood = Arc::new(Flood::new(config.flood.clone()));
     let http = match &config.http {
         None => None,
         Some(http) => {
             let state = Arc::new(crate::http::State {
                 callout: callout.clone(),
                 metrics: metrics.clone(),
+                flood: flood.clone(),
                 nats: client.clone(),
             });
             let listener = tokio::net::TcpListener::bind(&http.listen)
@@ -163,6 +166,7 @@ async fn serve(
         callout: callout.clone(),
         client: client.clone(),
         metrics,
+        flood: flood.clone(),
         deadline: config.nats.request_timeout,
         audit_subject: config.audit.subject.clone(),
     });
@@ -219,6 +223,7 @@ async fn serve(
     if drained.is_err() {
         tracing::warn!(abandoned = tasks.len(), "drain timed out");
     }
+    flood.release_all(DRAIN_TIMEOUT).await;
     if connected {
         let _ = tokio::time::timeout(DRAIN_TIMEOUT, client.flush()).await;
     }
@@ -238,6 +243,7 @@ struct Handler {
     callout: Arc<Callout>,
     client: async_nats::Client,
     metrics: Arc<Metrics>,
+    flood: Arc<Flood>,
     deadline: Duration,
     audit_subject: Option<String>,
 }
@@ -274,10 +280,22 @@ impl Handler {
         self.metrics
             .record_decision(o.class(), o.issuer.as_deref().unwrap_or(""), took);
         let payload = std::mem::take(&mut reply.payload);
-        if let Err(e) = self.client.publish(reply_to, payload.into()).await {
-            tracing::warn!(error = %e, "could not publish authorization response");
-        }
-        let event = AuditEvent::of(&reply, took);
+        let send = publish(self.client.clone(), reply_to, payload);
+        // A failing source's denial waits in the tarpit, outside max_in_flight.
+        let held = match self.flood.hold(
+            &reply.client.host,
+            o.class(),
+            self.deadline.saturating_sub(took),
+            send,
+        ) {
+            Ok(hold) => Some(hold),
+            Err(send) => {
+                send.await;
+                None
+            }
+        };
+        let mut event = AuditEvent::of(&reply, took);
+        event.held_ms = held.map(|h| h.as_millis() as u64);
         event.log();
         if let Some(subject) = self.audit_subject.as_deref() {
             let json = serde_json::to_vec(&event).expect("audit event serializes");
@@ -285,6 +303,12 @@ impl Handler {
                 tracing::warn!(error = %e, "could not publish the audit event");
             }
         }
+    }
+}
+
+async fn publish(client: async_nats::Client, reply_to: async_nats::Subject, payload: Vec<u8>) {
+    if let Err(e) = client.publish(reply_to, payload.into()).await {
+        tracing::warn!(error = %e, "could not publish authorization response");
     }
 }
 

@@ -13,6 +13,7 @@ use std::time::Duration;
 use jsonwebtoken::Algorithm;
 use serde::Deserialize;
 
+pub use crate::flood::FloodConfig;
 pub use builder::{ConfigBuilder, IssuerBuilder};
 
 use crate::location::LocatedError;
@@ -52,6 +53,8 @@ pub struct Config {
     pub policy: PolicyRef,
     pub http: Option<HttpConfig>,
     pub audit: AuditConfig,
+    /// Per-source failure tracking and the tarpit for failing sources.
+    pub flood: FloodConfig,
 }
 
 /// How the service connects to NATS (`[nats]`).

@@ -9,6 +9,7 @@ mod adversarial;
 mod callout;
 mod doctor;
 mod faults;
+mod flood;
 mod harness_smoke;
 mod operations;
 mod operator;
