@@ -2,20 +2,211 @@
 //! signature check. Entries hold only the claims the policy reads, are
 //! keyed by SHA-256 of the token (never the token itself), and are honoured
 //! only while the key that verified them is still published and fresh.
+//!
+//! Memory is what bounds it (100k entries by default), so it is lean: a
+//! few shards, each a map in insertion order with a CLOCK hand for
+//! eviction (an entry read since the hand last passed gets another round;
+//! an expired one goes first). An entry's lifetime is checked when it is
+//! read, so there are no timers. Identical tokens missing together are
+//! verified once (single flight).
 
-use std::sync::Arc;
-use std::time::Duration;
+use std::collections::HashMap;
+use std::future::Future;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
 
+use indexmap::IndexMap;
 use serde_json::{Map, Value};
 use sha2::{Digest, Sha256};
+use tokio::sync::OnceCell;
 
 use super::jwks::KeyFingerprint;
 use super::token::{expiry, VerifiedToken};
 use super::{Issuer, KeptClaims, TokenError};
 use crate::claims::{lookup, roots};
-use crate::clock::now_unix;
 
 pub(super) type Key = [u8; 32];
+
+/// Shards of a cache this large or more; smaller ones have one.
+const SHARDS: usize = 16;
+const SHARDED_FROM: u64 = 1024;
+
+/// One verification's result, shared by everyone who waits for it.
+type Verification = Arc<OnceCell<Result<Cached, TokenError>>>;
+
+/// Verified tokens by key, at most `capacity` of them in all shards.
+pub(super) struct Cache {
+    shards: Box<[Mutex<Shard>]>,
+    capacity: usize,
+    len: AtomicUsize,
+    /// Verifications running now, by key: later arrivals wait for them.
+    running: Mutex<HashMap<Key, Verification>>,
+}
+
+struct Shard {
+    entries: IndexMap<Key, Slot>,
+    /// The CLOCK hand: the index eviction looks at next.
+    hand: usize,
+}
+
+struct Slot {
+    cached: Cached,
+    /// Read since the hand last passed it.
+    referenced: bool,
+}
+
+impl Cache {
+    pub(super) fn new(capacity: u64) -> Self {
+        let n = if capacity >= SHARDED_FROM { SHARDS } else { 1 };
+        let shards = (0..n)
+            .map(|_| {
+                Mutex::new(Shard {
+                    entries: IndexMap::new(),
+                    hand: 0,
+                })
+            })
+            .collect();
+        Self {
+            shards,
+            capacity: usize::try_from(capacity).unwrap_or(usize::MAX),
+            len: AtomicUsize::new(0),
+            running: Mutex::new(HashMap::new()),
+        }
+    }
+
+    fn shard(&self, key: &Key) -> std::sync::MutexGuard<'_, Shard> {
+        // The key is a SHA-256: any of its bytes is uniform.
+        self.shards[usize::from(key[0]) % self.shards.len()]
+            .lock()
+            .expect("cache shard lock")
+    }
+
+    /// The cached token for `key`, if one may be served at `now`. An entry
+    /// that ended is dropped; stale keys are an error, as for a fresh check.
+    pub(super) fn get(&self, key: &Key, now: i64) -> Result<Option<VerifiedToken>, TokenError> {
+        let mut shard = self.shard(key);
+        let Some(i) = shard.entries.get_index_of(key) else {
+            return Ok(None);
+        };
+        let slot = &mut shard.entries[i];
+        if slot.cached.servable(now)? {
+            slot.referenced = true;
+            return Ok(Some(slot.cached.token()));
+        }
+        shard.entries.swap_remove_index(i);
+        self.len.fetch_sub(1, Ordering::Relaxed);
+        Ok(None)
+    }
+
+    fn insert(&self, key: Key, cached: Cached, now: i64) {
+        let mut shard = self.shard(&key);
+        let slot = Slot {
+            cached,
+            referenced: false,
+        };
+        if let Some(held) = shard.entries.get_mut(&key) {
+            *held = slot;
+            return;
+        }
+        // A full cache makes room in this shard first; each insert takes
+        // its place in the count before it looks, so racing inserts into
+        // other shards never take the total past the capacity.
+        if self.len.fetch_add(1, Ordering::Relaxed) >= self.capacity {
+            let evicted = shard.evict_one(now);
+            // The evicted entry's place, or our own when there was none.
+            self.len.fetch_sub(1, Ordering::Relaxed);
+            if !evicted {
+                return;
+            }
+        }
+        shard.entries.insert(key, slot);
+    }
+
+    /// The entry for `key` from `verify`, run once for all who ask at the
+    /// same time; a success is cached, a failure only shared with them.
+    pub(super) async fn get_or_verify<F>(
+        &self,
+        key: Key,
+        now: i64,
+        verify: F,
+    ) -> Result<Cached, TokenError>
+    where
+        F: Future<Output = Result<Cached, TokenError>>,
+    {
+        let cell = self
+            .running
+            .lock()
+            .expect("cache lock")
+            .entry(key)
+            .or_default()
+            .clone();
+        // Removes the entry even when the caller gives up (deadline): a
+        // waiter still holding the cell runs the verification itself.
+        let _running = Running {
+            cache: self,
+            key,
+            cell: &cell,
+        };
+        cell.get_or_init(|| async {
+            let result = verify.await;
+            if let Ok(cached) = &result {
+                self.insert(key, cached.clone(), now);
+            }
+            result
+        })
+        .await
+        .clone()
+    }
+
+    /// Entries held, expired ones not yet evicted included.
+    pub(super) fn len(&self) -> usize {
+        self.len.load(Ordering::Relaxed)
+    }
+}
+
+impl Shard {
+    /// CLOCK: drops the first entry at or after the hand that is expired
+    /// or was not read since the hand last passed (read ones get another
+    /// round); false when the shard is empty.
+    fn evict_one(&mut self, now: i64) -> bool {
+        for _ in 0..=2 * self.entries.len() {
+            if self.hand >= self.entries.len() {
+                self.hand = 0;
+            }
+            let Some((_, slot)) = self.entries.get_index_mut(self.hand) else {
+                return false;
+            };
+            if slot.referenced && slot.cached.expires_at > now {
+                slot.referenced = false;
+                self.hand += 1;
+            } else {
+                // The last entry moves to the hand; it is looked at next.
+                self.entries.swap_remove_index(self.hand);
+                return true;
+            }
+        }
+        false
+    }
+}
+
+/// A verification in progress, forgotten when its caller is done.
+struct Running<'a> {
+    cache: &'a Cache,
+    key: Key,
+    cell: &'a Verification,
+}
+
+impl Drop for Running<'_> {
+    fn drop(&mut self) {
+        let mut running = self.cache.running.lock().expect("cache lock");
+        if running
+            .get(&self.key)
+            .is_some_and(|c| Arc::ptr_eq(c, self.cell))
+        {
+            running.remove(&self.key);
+        }
+    }
+}
 
 /// A cache entry. Memory is what bounds the cache (100k entries by
 /// default), so it holds only the claims the policy reads, as JSON text:
@@ -80,18 +271,6 @@ impl Cached {
             });
         }
         Ok(keys.holds(&self.key))
-    }
-}
-
-/// An entry lives until [`serve_until`]; a withdrawn key or stale keys end
-/// it earlier, when it is next read ([`Cached::servable`]).
-pub(super) struct CacheExpiry;
-
-impl moka::Expiry<Key, Cached> for CacheExpiry {
-    fn expire_after_create(&self, _: &Key, v: &Cached, _: std::time::Instant) -> Option<Duration> {
-        Some(Duration::from_secs(
-            (v.expires_at - now_unix()).max(0) as u64
-        ))
     }
 }
 
