@@ -292,12 +292,18 @@ fn main() {
 async fn bench(args: Args) {
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
-    let service_bin = std::env::current_exe()
-        .unwrap()
-        .parent()
-        .and_then(Path::parent)
-        .unwrap()
-        .join("nats-oidc-callout");
+    // SERVICE_BIN measures another build of the service against the same
+    // load generator and ceiling.
+    let service_bin = std::env::var_os("SERVICE_BIN")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| {
+            std::env::current_exe()
+                .unwrap()
+                .parent()
+                .and_then(Path::parent)
+                .unwrap()
+                .join("nats-oidc-callout")
+        });
     assert!(
         service_bin.is_file(),
         "build the binary first: cargo build --release --bins --examples"

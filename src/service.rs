@@ -188,6 +188,13 @@ async fn serve(
                     tracing::warn!("authorization request without a reply subject ignored");
                     continue;
                 };
+                // Finished tasks are reaped here, as requests come: waiting
+                // for each one would wake this loop once more per request.
+                while let Some(done) = tasks.try_join_next() {
+                    if let Err(e) = done {
+                        tracing::error!(error = %e, "authorization task failed; the server will time the client out");
+                    }
+                }
                 let handler = handler.clone();
                 match slots.clone().try_acquire_owned() {
                     Ok(permit) => {
@@ -198,11 +205,6 @@ async fn serve(
                     }
                     // Saturated: a prompt, reasoned denial beats a silent 2 s timeout.
                     Err(_) => handler.refuse(msg, reply_to, Reason::Saturated).await,
-                }
-            }
-            Some(done) = tasks.join_next(), if !tasks.is_empty() => {
-                if let Err(e) = done {
-                    tracing::error!(error = %e, "authorization task failed; the server will time the client out");
                 }
             }
             Some(()) = reload.recv() => reload_policy(&config, &callout),
@@ -294,6 +296,11 @@ impl Handler {
                 None
             }
         };
+        // The event is built only for a reader: the log at info, or NATS.
+        if self.audit_subject.is_none() && !tracing::enabled!(target: "audit", tracing::Level::INFO)
+        {
+            return;
+        }
         let mut event = AuditEvent::of(&reply, took);
         event.held_ms = held.map(|h| h.as_millis() as u64);
         event.log();

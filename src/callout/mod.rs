@@ -96,19 +96,19 @@ impl Callout {
             (None, Some(t)) => self.decider.decide(t, &conn, now, false).await,
             (None, None) => Outcome::denied(TokenError::Missing),
         };
-        self.answer(&opened, outcome, now)
+        self.answer(opened, outcome, now)
     }
 
     /// Denies a request without deciding (overload, deadline), still with a
     /// reason the server logs.
     pub fn refuse(&self, payload: &[u8], server_xkey: Option<&str>, reason: Reason) -> Reply {
         match request::open(payload, server_xkey, self.signers.xkey.as_ref()) {
-            Ok(opened) => self.answer(&opened, Outcome::denied(reason), now_unix()),
+            Ok(opened) => self.answer(opened, Outcome::denied(reason), now_unix()),
             Err(reason) => unaddressable(reason),
         }
     }
 
-    fn answer(&self, opened: &request::Opened, outcome: Outcome, now: i64) -> Reply {
+    fn answer(&self, opened: request::Opened, outcome: Outcome, now: i64) -> Reply {
         let req = &opened.request.nats;
         let name = format!(
             "{}/{}",
@@ -119,14 +119,17 @@ impl Callout {
             Ok(approval) => Ok((approval, name.as_str())),
             Err(reason) => Err(reason.to_string()),
         };
+        let answered = answer::respond(&self.signers, req, opened.reply_key.as_ref(), result, now);
+        // The request is done with: its facts move into the reply.
+        let req = opened.request.nats;
         let client = ClientFacts {
-            host: req.client_info.host.clone(),
-            name: req.client_info.name.clone(),
-            server_id: req.server_id.id.clone(),
+            host: req.client_info.host,
+            name: req.client_info.name,
+            server_id: req.server_id.id,
             cid: req.client_info.id,
-            user_nkey: req.user_nkey.clone(),
+            user_nkey: req.user_nkey,
         };
-        match answer::respond(&self.signers, req, opened.reply_key.as_ref(), result, now) {
+        match answered {
             Ok(payload) => Reply {
                 payload,
                 outcome,

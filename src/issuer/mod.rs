@@ -33,6 +33,7 @@ pub struct Issuer {
     pub keys: KeyStore,
     /// Signatures actually checked (cache misses that got that far).
     signature_checks: AtomicU64,
+    validations: Vec<(jsonwebtoken::Algorithm, jsonwebtoken::Validation)>,
 }
 
 /// All configured issuers, looked up by the token's exact `iss`.
@@ -78,6 +79,7 @@ impl Issuers {
                 config: c.clone(),
                 keys: KeyStore::new(source, c.jwks_min_refetch, c.allow_insecure_http),
                 signature_checks: AtomicU64::new(0),
+                validations: Issuer::validations(c),
             }));
         }
         Ok(Self {
