@@ -10,9 +10,8 @@
 use jsonwebtoken::Algorithm;
 use nats_oidc_callout::clock::now_unix;
 use nats_oidc_callout::config::{Config, ConfigBuilder, IssuerBuilder};
-use nats_oidc_callout::decision::Decider;
+use nats_oidc_callout::decision::{Decider, Request};
 use nats_oidc_callout::issuer::{jwks, LocalKey};
-use nats_oidc_callout::policy::Connection;
 
 #[path = "common/tokens.rs"]
 mod tokens;
@@ -60,13 +59,13 @@ async fn main() {
     }
 
     let now = now_unix() as u64;
-    let conn = Connection::default();
+    let request = Request::default();
     let sample = key.sign(&claims(shape, ISS, 0, now));
     let (rss0, hwm0) = memory_kib("self");
     let mut allowed = 0usize;
     for i in 0..n {
         let token = key.sign(&claims(shape, ISS, i, now));
-        let outcome = decider.decide(&token, &conn, now as i64, false).await;
+        let outcome = decider.decide(&token, &request, now as i64, false).await;
         allowed += usize::from(outcome.result.is_ok());
     }
     let entries = decider.issuers().cache_entries().await;

@@ -28,7 +28,9 @@ for t in "${targets[@]}"; do
   # (generous: a slow machine, or a rebuild, must not pass for a crash).
   if ! timeout $((seconds * 2 + 300)) "$fuzz" run -s none "$t" "corpus/$t" "seeds/$t" -- \
       -max_total_time="$seconds" -max_len=65536 -rss_limit_mb=2048 -print_final_stats=1 >"$log" 2>&1; then
-    tail -n 40 "$log" >&2
+    # The assertion that failed (a backtrace would push it out of the tail).
+    grep -A4 'panicked at' "$log" >&2 || true
+    tail -n 25 "$log" >&2
     echo "fuzz: target $t failed; a crashing input is kept under fuzz/artifacts/$t/" >&2
     rm -f "$log"
     exit 1

@@ -35,6 +35,8 @@ if [ "$have" != "$want" ]; then
 fi
 echo "oidc-provider $want: $idp/node_modules"
 
+bash "$root/scripts/setup/clients.sh"
+
 # cargo-deny (pinned) checks licenses, bans and sources of the dependency tree.
 CARGO_DENY_VERSION="0.20.2"
 deny="$root/.tools/cargo/bin/cargo-deny"
@@ -68,3 +70,4 @@ fi
 echo "docker-compose: $(command -v docker-compose)"
 bash "$root/scripts/setup/mqtt.sh"
 bash "$root/scripts/setup/browser.sh"
+bash "$root/scripts/setup/openssl.sh"

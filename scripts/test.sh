@@ -26,6 +26,8 @@ fi
 cargo fmt --all -- --check
 (cd fuzz && cargo fmt -- --check)
 cargo clippy --all-targets --locked -- -D warnings
+# The client module alone, as a client application builds it (no service).
+cargo clippy --no-default-features --features client --lib --locked -- -D warnings
 cargo test --all-targets --locked
 
 # Bounded fuzz smoke run of every parser of outside input (about a minute).

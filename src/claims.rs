@@ -64,6 +64,42 @@ pub fn roots(path: &str) -> impl Iterator<Item = &str> {
         .chain(std::iter::once(path))
 }
 
+/// Claims every cached token keeps whatever the policy reads: the subject,
+/// the expiry, what revocations select on (`jti`, `client_id`, `azp`,
+/// `cid`) and the certificate binding (`cnf`); the scope claim is added.
+pub const CACHED_ALWAYS: [&str; 7] = ["sub", "exp", "jti", "client_id", "azp", "cid", "cnf"];
+
+/// The part of `claims` a cache keeps: [`CACHED_ALWAYS`], the scope claim
+/// and `paths`, such that [`lookup`] answers every kept path on it exactly
+/// as on all the claims. A path with one reading is stored under its whole
+/// name (lookup tries the whole name first). A path the token answers two
+/// ways keeps every top-level claim any reading starts from, so the
+/// ambiguity, and the denial it causes, survive the cache.
+pub fn kept(
+    claims: &Map<String, Value>,
+    scope_claim: &str,
+    paths: &[String],
+) -> Map<String, Value> {
+    let mut out = Map::new();
+    let always = CACHED_ALWAYS.into_iter().chain([scope_claim]);
+    for path in always.chain(paths.iter().map(String::as_str)) {
+        match lookup(claims, path) {
+            Ok(Some(v)) => {
+                out.insert(path.to_owned(), v.clone());
+            }
+            Ok(None) => {}
+            Err(_) => {
+                for root in roots(path) {
+                    if let Some(v) = claims.get(root) {
+                        out.insert(root.to_owned(), v.clone());
+                    }
+                }
+            }
+        }
+    }
+    out
+}
+
 /// `*` matches any run of characters; everything else is literal.
 pub fn glob_match(pattern: &str, value: &str) -> bool {
     let mut parts = pattern.split('*');

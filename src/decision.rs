@@ -1,5 +1,5 @@
 //! The decision: token → issuer → policy → lifetime. Pure apart from the
-//! issuers' key fetching; shared by `serve` (for every connection) and
+//! issuers' key fetching and introspection; shared by `serve` (for every connection) and
 //! `check` (for one token), so both decide exactly alike.
 
 use std::path::Path;
@@ -9,12 +9,17 @@ use std::time::Duration;
 
 use serde_json::{Map, Value};
 
+use crate::certificate::{check_binding, BindingError, CertificateBound, CertificateError};
 use crate::config::Config;
-use crate::issuer::{Issuers, JwksError, TokenError, VerifiedToken};
+use crate::introspection::IntrospectionError;
+use crate::issuer::{Issuers, TokenError, VerifiedToken};
 use crate::policy::{
     Connection, Denial, Grant, Identity, Known, Origin, Policy, PolicyError, RuleTrace,
+    CERTIFICATE_ISSUER,
 };
 use crate::reason::ReasonClass;
+use crate::revocation::{Health, Presented, RevocationSet};
+use crate::verifier::{SetupError, Verifier, VerifyError};
 
 /// Why a connection was denied: what went wrong, typed, until it is turned
 /// into the text the server logs ([`std::fmt::Display`]) and a class.
@@ -23,9 +28,20 @@ pub enum Reason {
     #[error(transparent)]
     Token(#[from] TokenError),
     #[error(transparent)]
+    Introspection(#[from] IntrospectionError),
+    #[error(transparent)]
     Policy(#[from] Denial),
     #[error("token expires too soon to issue a user")]
     TokenExpiring,
+    /// The revocation's reason, as the operator wrote it.
+    #[error("revoked: {0}")]
+    Revoked(String),
+    #[error("revocations unavailable: the revocation bucket has not been read since the service started")]
+    RevocationsUnavailable,
+    #[error(transparent)]
+    Certificate(#[from] CertificateError),
+    #[error(transparent)]
+    Binding(#[from] BindingError),
     #[error(
         "request expired {late_secs} s ago: a replay, or the clocks of server and service disagree"
     )]
@@ -46,8 +62,13 @@ impl Reason {
     pub fn class(&self) -> ReasonClass {
         match self {
             Reason::Token(e) => e.class(),
+            Reason::Introspection(e) => e.class(),
             Reason::Policy(d) => d.class(),
             Reason::TokenExpiring => ReasonClass::TokenExpiring,
+            Reason::Revoked(_) => ReasonClass::Revoked,
+            Reason::RevocationsUnavailable => ReasonClass::RevocationsUnavailable,
+            Reason::Certificate(_) => ReasonClass::CertificateInvalid,
+            Reason::Binding(_) => ReasonClass::CertificateBinding,
             Reason::StaleRequest { .. } | Reason::RequestWithoutExpiry => ReasonClass::StaleRequest,
             Reason::BadRequest(_) => ReasonClass::BadRequest,
             Reason::Saturated => ReasonClass::Saturated,
@@ -58,10 +79,13 @@ impl Reason {
 }
 
 /// An approved identity and when its NATS user expires.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone)]
 pub struct Approval {
     pub grant: Grant,
     pub expires_at: i64,
+    /// The token it was granted for (its kept claims): what a live session
+    /// is re-evaluated with and revocations are matched against.
+    pub token: Arc<VerifiedToken>,
 }
 
 /// A decision and what it was about, for the audit line and `check`.
@@ -90,17 +114,28 @@ impl Outcome {
     }
 }
 
+impl From<VerifyError> for Reason {
+    fn from(e: VerifyError) -> Self {
+        match e {
+            VerifyError::Token(e) => Reason::Token(e),
+            VerifyError::Introspection(e) => Reason::Introspection(e),
+        }
+    }
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum LoadError {
     #[error(transparent)]
     Policy(#[from] PolicyError),
     #[error(transparent)]
-    Jwks(#[from] JwksError),
+    Issuers(#[from] SetupError),
 }
 
 /// Token in, decision out: issuers, policy and lifetime caps. Needs no
 /// signing key, so `check` can run where the service's secrets are not.
 pub struct Decider {
+    verifier: Verifier,
+    /// The verifier's issuers, for names, binding modes and `--claims`.
     issuers: Arc<Issuers>,
     policy: RwLock<Arc<Policy>>,
     max_ttl: Duration,
@@ -112,11 +147,23 @@ pub struct Decider {
     privileged_accounts: Vec<String>,
     reloads: AtomicU64,
     failed_reloads: AtomicU64,
+    /// The revocations in force, with `[system]`; `None` decides without.
+    revocations: Option<RevocationSet>,
+}
+
+/// Who is connecting, besides the token: what the policy's connection
+/// conditions and the revocation check read.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Request<'a> {
+    pub conn: Connection<'a>,
+    /// The NATS user key of this connection (revocable by `--user-nkey`).
+    pub user_nkey: Option<&'a str>,
 }
 
 impl Decider {
     pub fn from_config(config: &Config) -> Result<Self, LoadError> {
-        let issuers = Arc::new(Issuers::new(config)?);
+        let verifier = Verifier::from_config(config)?;
+        let issuers = verifier.issuers().clone();
         let accounts: Option<Vec<String>> = config
             .operator_mode()
             .then(|| config.accounts.iter().map(|a| a.name.clone()).collect());
@@ -128,6 +175,7 @@ impl Decider {
             &privileged_accounts,
         )?;
         Ok(Self {
+            verifier,
             issuers,
             policy: RwLock::new(Arc::new(policy)),
             max_ttl: config.token.max_ttl,
@@ -135,11 +183,22 @@ impl Decider {
             privileged_accounts,
             reloads: AtomicU64::new(0),
             failed_reloads: AtomicU64::new(0),
+            revocations: None,
         })
+    }
+
+    /// Checks every decision against `set` from now on.
+    pub fn with_revocations(mut self, set: RevocationSet) -> Self {
+        self.revocations = Some(set);
+        self
     }
 
     pub fn issuers(&self) -> &Arc<Issuers> {
         &self.issuers
+    }
+
+    pub fn verifier(&self) -> &Verifier {
+        &self.verifier
     }
 
     pub fn policy(&self) -> Arc<Policy> {
@@ -179,20 +238,57 @@ impl Decider {
     pub async fn decide(
         &self,
         token: &str,
-        conn: &Connection<'_>,
+        request: &Request<'_>,
         now: i64,
         explain: bool,
     ) -> Outcome {
         // One policy for both steps: the cache keeps the claims it reads.
         let policy = self.policy();
         match self
-            .issuers
-            .validate(token, Some(policy.claims_read()))
+            .verifier
+            .verify(token, Some(policy.claims_read()))
             .await
         {
-            Ok(verified) => self.evaluate(&policy, &verified, conn, now, explain),
+            Ok(verified) => match self.binding(&verified, request) {
+                Ok(()) => self.evaluate(&policy, verified, request, now, explain),
+                Err(e) => Outcome {
+                    issuer: Some(verified.issuer.clone()),
+                    subject: Some(verified.subject.clone()),
+                    ..Outcome::denied(e)
+                },
+            },
             Err(e) => Outcome::denied(e),
         }
+    }
+
+    /// RFC 8705: a token bound to a client certificate is good only over a
+    /// connection with that certificate, verified; an issuer may require
+    /// every token to be bound.
+    fn binding(&self, token: &VerifiedToken, request: &Request<'_>) -> Result<(), BindingError> {
+        let mode = self
+            .issuers
+            .by_name(&token.issuer)
+            .map_or(CertificateBound::Optional, |i| i.config.certificate_bound);
+        check_binding(&token.claims, request.conn.certificate, mode)
+    }
+
+    /// Decides a connection that presents a verified client certificate and
+    /// no bearer token: the identity of the `certificate` pseudo-issuer,
+    /// whose subject is the SPIFFE ID if there is one, else the subject DN.
+    pub fn decide_certificate(&self, request: &Request<'_>, now: i64, explain: bool) -> Outcome {
+        let Some(cert) = request.conn.certificate else {
+            return Outcome::denied(TokenError::Missing);
+        };
+        let subject = cert
+            .san_uri
+            .iter()
+            .find(|u| u.starts_with("spiffe://"))
+            .cloned()
+            .unwrap_or_else(|| cert.subject.clone());
+        let mut claims = Map::new();
+        claims.insert("sub".into(), Value::String(subject));
+        let identity = VerifiedToken::new(CERTIFICATE_ISSUER.to_owned(), "scope", claims);
+        self.evaluate(&self.policy(), Arc::new(identity), request, now, explain)
     }
 
     /// Evaluates the policy on unverified claims (`check --claims`): `iss`
@@ -200,7 +296,7 @@ impl Decider {
     pub fn decide_claims(
         &self,
         claims: Map<String, Value>,
-        conn: &Connection<'_>,
+        request: &Request<'_>,
         now: i64,
         explain: bool,
     ) -> Outcome {
@@ -220,17 +316,59 @@ impl Decider {
             &issuer.config.scope_claim,
             claims,
         );
-        self.evaluate(&self.policy(), &verified, conn, now, explain)
+        self.evaluate(&self.policy(), Arc::new(verified), request, now, explain)
     }
 
     fn evaluate(
+        &self,
+        policy: &Policy,
+        token: Arc<VerifiedToken>,
+        request: &Request<'_>,
+        now: i64,
+        explain: bool,
+    ) -> Outcome {
+        let (result, trace) = match self.revoked(&token, request, now) {
+            Some(reason) => (Err(reason), None),
+            None => self.grant(policy, &token, &request.conn, now, explain),
+        };
+        Outcome {
+            issuer: Some(token.issuer.clone()),
+            subject: Some(token.subject.clone()),
+            result: result.map(|(grant, expires_at)| Approval {
+                grant,
+                expires_at,
+                token: token.clone(),
+            }),
+            trace,
+        }
+    }
+
+    /// Why a revocation denies this identity, if one does. Before the bucket
+    /// was ever read nothing can be checked, so every connect is denied
+    /// (fail closed); once read, a stale set still answers with what it
+    /// last knew (reported on /readyz and in metrics).
+    fn revoked(&self, token: &VerifiedToken, request: &Request<'_>, now: i64) -> Option<Reason> {
+        let set = self.revocations.as_ref()?;
+        if set.health() == Health::NeverLoaded {
+            return Some(Reason::RevocationsUnavailable);
+        }
+        let who = Presented::from_claims(&token.issuer, &token.claims, request.user_nkey);
+        set.matching(&who, now).map(|r| Reason::Revoked(r.reason))
+    }
+
+    /// The policy's grant for a verified token and its lifetime.
+    #[allow(clippy::type_complexity)]
+    fn grant(
         &self,
         policy: &Policy,
         token: &VerifiedToken,
         conn: &Connection<'_>,
         now: i64,
         explain: bool,
-    ) -> Outcome {
+    ) -> (
+        Result<(Grant, i64), Reason>,
+        Option<(Vec<RuleTrace>, Vec<Origin>)>,
+    ) {
         let identity = Identity {
             issuer: &token.issuer,
             claims: &token.claims,
@@ -247,15 +385,24 @@ impl Decider {
             if expires_at <= now {
                 Err(Reason::TokenExpiring)
             } else {
-                Ok(Approval { grant, expires_at })
+                Ok((grant, expires_at))
             }
         });
-        Outcome {
-            issuer: Some(token.issuer.clone()),
-            subject: Some(token.subject.clone()),
-            result,
-            trace,
-        }
+        (result, trace)
+    }
+
+    /// What `policy` grants a live session now, for re-evaluation: the same
+    /// evaluation as at connect, on the claims kept for it.
+    pub fn regrant(
+        &self,
+        policy: &Policy,
+        token: &VerifiedToken,
+        conn: &Connection<'_>,
+        now: i64,
+    ) -> Result<Grant, Reason> {
+        self.grant(policy, token, conn, now, false)
+            .0
+            .map(|(g, _)| g)
     }
 
     /// The user lives no longer than the grant's ttl, `max_ttl`, and the

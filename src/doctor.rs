@@ -52,6 +52,13 @@ pub struct Inputs<'a> {
     pub request_timeout: Option<Duration>,
     /// This host's clock (Unix ms) when `/varz` was read.
     pub local_now_ms: Option<i64>,
+    /// With `--config`: why this service needs verified client certificates
+    /// (an issuer requires bound tokens, or the policy has certificate
+    /// rules), if it does.
+    pub needs_client_certificates: Option<String>,
+    /// With `--config`: whether `[system]` is configured (revocation and
+    /// live sessions on).
+    pub revocation_configured: Option<bool>,
 }
 
 pub fn audit(i: &Inputs) -> Vec<Finding> {
@@ -91,6 +98,22 @@ pub fn audit(i: &Inputs) -> Vec<Finding> {
             "client_port_without_tls",
             severity,
             format!("the client port ({host}) has no TLS, {where_}: bearer tokens travel in clear text; configure tls"),
+        ));
+    }
+    if let Some(why) = &i.needs_client_certificates {
+        if v["tls_verify"].as_bool() != Some(true) {
+            out.push(finding(
+                "client_certificates_not_verified",
+                Severity::Warning,
+                format!("{why}, but the server does not verify client certificates: the callout never sees one; set tls {{ verify: true }} (or verify_and_map)"),
+            ));
+        }
+    }
+    if i.revocation_configured == Some(false) {
+        out.push(finding(
+            "revocation_off",
+            Severity::Info,
+            "the config has no [system] user: revocations and live-session closing are off; a connection is judged once, at connect".to_owned(),
         ));
     }
     match callout_connections(i.connz) {
@@ -243,6 +266,8 @@ mod tests {
             expected_account: None,
             request_timeout: None,
             local_now_ms: None,
+            needs_client_certificates: None,
+            revocation_configured: None,
         });
         assert_eq!(
             ids(&f),
@@ -270,6 +295,8 @@ mod tests {
             expected_account: Some("AUTH"),
             request_timeout: Some(Duration::from_millis(1500)),
             local_now_ms: Some(1_795_430_070_500),
+            needs_client_certificates: None,
+            revocation_configured: None,
         });
         assert_eq!(ids(&f), vec!["client_port_without_tls"]);
         assert_eq!(f[0].severity, Severity::Info);
@@ -280,6 +307,8 @@ mod tests {
             expected_account: Some("CALLOUT"),
             request_timeout: None,
             local_now_ms: None,
+            needs_client_certificates: None,
+            revocation_configured: None,
         });
         assert!(ids(&f).contains(&"auth_callout_account_mismatch"));
     }
@@ -298,6 +327,8 @@ mod tests {
                 expected_account: None,
                 request_timeout: Some(Duration::from_millis(timeout_ms)),
                 local_now_ms: Some(server_ms + skew_ms),
+                needs_client_certificates: None,
+                revocation_configured: None,
             })
         };
         assert!(check(500, 1500).is_empty());
@@ -342,6 +373,8 @@ mod tests {
             expected_account: Some("AUTH"),
             request_timeout: None,
             local_now_ms: None,
+            needs_client_certificates: None,
+            revocation_configured: None,
         });
         assert_eq!(ids(&f), vec!["auth_callout_without_queue_group"]);
         assert_eq!(f[0].severity, Severity::Warning);
@@ -350,5 +383,44 @@ mod tests {
             "{}",
             f[0].message
         );
+    }
+}
+
+#[cfg(test)]
+mod certificate_and_revocation_findings {
+    use super::*;
+    use serde_json::json;
+
+    fn findings(varz: Value, needs: Option<&str>, revocation: Option<bool>) -> Vec<&'static str> {
+        audit(&Inputs {
+            varz: &varz,
+            connz: None,
+            anonymous_accepted: None,
+            expected_account: None,
+            request_timeout: None,
+            local_now_ms: None,
+            needs_client_certificates: needs.map(str::to_owned),
+            revocation_configured: revocation,
+        })
+        .iter()
+        .map(|f| f.id)
+        .collect()
+    }
+
+    #[test]
+    fn certificate_rules_without_verification_and_revocation_off_are_reported() {
+        let base = json!({"host": "127.0.0.1", "auth_required": true, "tls_required": true,
+            "max_control_line": 16384, "auth_timeout": 2});
+        let mut verified = base.clone();
+        verified["tls_verify"] = json!(true);
+        let needs = Some("the policy has certificate rules");
+        assert!(findings(base.clone(), needs, None).contains(&"client_certificates_not_verified"));
+        assert!(
+            !findings(verified.clone(), needs, None).contains(&"client_certificates_not_verified")
+        );
+        assert!(!findings(base.clone(), None, None).contains(&"client_certificates_not_verified"));
+        assert!(findings(verified.clone(), None, Some(false)).contains(&"revocation_off"));
+        assert!(!findings(verified.clone(), None, Some(true)).contains(&"revocation_off"));
+        assert!(!findings(verified, None, None).contains(&"revocation_off"));
     }
 }

@@ -92,16 +92,30 @@ struct Record {
     failing_until: Option<Instant>,
 }
 
-/// Whether a denial is the client's own failure. Overload, deadlines, the
-/// IdP's keys, the server's request and our own errors are not.
+/// Whether a denial is the client's own failure: what it presented (a
+/// token, inactive or revoked at that, a certificate). Overload, deadlines,
+/// the IdP and its keys, the revocation bucket, the server's request and
+/// our own errors are not.
 fn is_client_failure(class: ReasonClass) -> bool {
     use ReasonClass::*;
     match class {
         NoToken | TokenMalformed | TokenAlgorithm | UnknownIssuer | UnknownKey | BadSignature
-        | TokenExpired | TokenNotYetValid | Audience | IssuerMismatch | NoRule
+        | TokenExpired | TokenNotYetValid | Audience | IssuerMismatch | TokenInactive | NoRule
         | AccountConflict | ClaimNotAToken | ClaimAmbiguous | ClaimReservedSubject
-        | TokenExpiring => true,
-        KeysUnavailable | StaleRequest | BadRequest | Saturated | Timeout | Internal => false,
+        | TokenExpiring | Revoked | CertificateInvalid | CertificateBinding => true,
+        KeysUnavailable
+        | IdpUnavailable
+        | IdpTimeout
+        | IdpSaturated
+        | IdpRateLimited
+        | IdpBadResponse
+        | UserinfoFailed
+        | RevocationsUnavailable
+        | StaleRequest
+        | BadRequest
+        | Saturated
+        | Timeout
+        | Internal => false,
     }
 }
 
@@ -148,7 +162,7 @@ impl Flood {
         send: F,
     ) -> Result<Duration, F>
     where
-        F: Future<Output = ()> + Send + 'static,
+        F: Future + Send + 'static,
     {
         let Some(class) = denied else {
             return Err(send);

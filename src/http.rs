@@ -11,8 +11,11 @@ use hyper::{Request, Response, StatusCode};
 use hyper_util::rt::TokioIo;
 
 use crate::callout::Callout;
+use crate::clock::now_unix;
 use crate::flood::Flood;
+use crate::introspection::Introspector;
 use crate::metrics::{Exposition, Metrics};
+use crate::revocation::Health;
 
 /// What the endpoints report on.
 pub struct State {
@@ -20,6 +23,8 @@ pub struct State {
     pub metrics: Arc<Metrics>,
     pub flood: Arc<Flood>,
     pub nats: async_nats::Client,
+    /// Revocations and sessions, with `[system]`.
+    pub live: Option<Arc<crate::live::Live>>,
 }
 
 /// Serves the endpoints on `listener` until the task is aborted.
@@ -88,10 +93,39 @@ fn readiness(state: &State) -> (bool, String) {
     );
     let policy = state.callout.decider().policy();
     report += &format!("policy: loaded ({} rules)\n", policy.rule_count());
-    for issuer in state.callout.decider().issuers().iter() {
+    for issuer in state.callout.decider().issuers().with_keys() {
         let keys = issuer.keys.current().map_or(0, |k| k.len());
         ready &= keys > 0;
         report += &format!("issuer {}: {keys} keys\n", issuer.config.name);
+    }
+    for i in state.callout.decider().verifier().introspectors() {
+        let known = i.endpoints_known();
+        ready &= known;
+        report += &format!(
+            "issuer {}: introspection endpoint {}\n",
+            i.name(),
+            if known { "known" } else { "not yet discovered" }
+        );
+    }
+    match &state.live {
+        None => report += "revocations: off (no [system])\n",
+        Some(live) => {
+            let health = live.set.health();
+            ready &= matches!(health, Health::Loaded { .. });
+            report += &match health {
+                Health::Loaded { .. } => format!(
+                    "revocations: loaded ({} in force)\n",
+                    live.set.active(now_unix())
+                ),
+                Health::NeverLoaded => {
+                    "revocations: never loaded (every connect is denied)\n".into()
+                }
+                Health::Stale { since, reason, .. } => format!(
+                    "revocations: stale since {since} ({reason}); serving the last known set\n"
+                ),
+            };
+            report += &format!("sessions: {} live\n", live.sessions.len());
+        }
     }
     (ready, report)
 }
@@ -121,7 +155,7 @@ fn render(state: &State, cache_entries: u64) -> String {
     ];
     for (i, (name, kind, help)) in per_issuer.iter().enumerate() {
         out.header(name, kind, help);
-        for issuer in issuers.iter() {
+        for issuer in issuers.with_keys() {
             let keys = issuer.keys.current();
             let value = match i {
                 0 => issuer.keys.fetch_count() as f64,
@@ -161,6 +195,15 @@ fn render(state: &State, cache_entries: u64) -> String {
         &[],
         cache_entries as f64,
     );
+    let introspectors: Vec<&Introspector> = state
+        .callout
+        .decider()
+        .verifier()
+        .introspectors()
+        .iter()
+        .map(|i| &**i)
+        .collect();
+    crate::introspection::render_into(&mut out, &introspectors);
     let (ok, failed) = state.callout.decider().reload_counts();
     out.header(
         "nats_oidc_callout_policy_reloads_total",
@@ -177,6 +220,37 @@ fn render(state: &State, cache_entries: u64) -> String {
         &[("result", "error")],
         failed as f64,
     );
+    // Exported with or without [system] (then all zero, `enabled` 0), so
+    // dashboards and alerts always find the series.
+    let now = now_unix();
+    let live = state.live.as_deref();
+    for (name, help, value) in [
+        (
+            "nats_oidc_callout_revocations_enabled",
+            "1 when revocations and live sessions are on (a [system] user is configured).",
+            f64::from(u8::from(live.is_some())),
+        ),
+        (
+            "nats_oidc_callout_revocations_active",
+            "Revocations in force.",
+            live.map_or(0.0, |l| l.set.active(now) as f64),
+        ),
+        (
+            "nats_oidc_callout_revocations_stale",
+            "1 while the revocation set may miss changes (watch lost; the last known set is served) or was never loaded.",
+            live.map_or(0.0, |l| {
+                f64::from(u8::from(!matches!(l.set.health(), Health::Loaded { .. })))
+            }),
+        ),
+        (
+            "nats_oidc_callout_sessions_live",
+            "Live connections this instance authorized.",
+            live.map_or(0.0, |l| l.sessions.len() as f64),
+        ),
+    ] {
+        out.header(name, "gauge", help);
+        out.sample(name, &[], value);
+    }
     out.header(
         "nats_oidc_callout_nats_connected",
         "gauge",

@@ -54,16 +54,32 @@ impl LocatedError {
                 column: 1,
             },
         };
-        Self {
-            location,
-            message: err.message().to_owned(),
-        }
+        // toml may word one error over several lines; each error is one
+        // line here, so every line of output says where it is from.
+        let message = err
+            .message()
+            .lines()
+            .map(str::trim)
+            .filter(|l| !l.is_empty())
+            .collect::<Vec<_>>()
+            .join(": ");
+        Self { location, message }
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_toml_error_is_one_located_line() {
+        let src = "[nats]\nurl = \"x\"\n[nats]\n";
+        let err = toml::from_str::<toml::Table>(src).unwrap_err();
+        let e = LocatedError::from_toml(Path::new("c.toml"), src, &err).to_string();
+        assert_eq!(e.lines().count(), 1, "{e}");
+        assert!(e.starts_with("c.toml:3:"), "{e}");
+        assert!(e.contains("duplicate key"), "{e}");
+    }
 
     #[test]
     fn span_maps_to_line_and_column() {

@@ -4,7 +4,7 @@
 use std::collections::BTreeMap;
 use std::fmt::Write;
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
-use std::sync::RwLock;
+use std::sync::{Mutex, RwLock};
 use std::time::Duration;
 
 /// Upper bounds (seconds) of the decision latency histogram.
@@ -13,6 +13,7 @@ const BUCKETS: [f64; 12] = [
 ];
 
 use crate::reason::{ReasonClass, ALLOWED};
+use crate::session::Cause;
 
 /// One count per denial class, and the last for allowed decisions.
 type Counts = [AtomicU64; ReasonClass::ALL.len() + 1];
@@ -26,6 +27,9 @@ pub struct Metrics {
     latency_count: AtomicU64,
     latency_sum_nanos: AtomicU64,
     in_flight: AtomicI64,
+    /// Live connections closed, and closes that failed, by cause.
+    closed: Mutex<BTreeMap<Cause, u64>>,
+    close_failures: Mutex<BTreeMap<Cause, u64>>,
 }
 
 impl Metrics {
@@ -58,6 +62,24 @@ impl Metrics {
             took.as_nanos().min(u64::MAX as u128) as u64,
             Ordering::Relaxed,
         );
+    }
+
+    pub fn connection_closed(&self, cause: Cause) {
+        *self
+            .closed
+            .lock()
+            .expect("metrics lock")
+            .entry(cause)
+            .or_default() += 1;
+    }
+
+    pub fn close_failed(&self, cause: Cause) {
+        *self
+            .close_failures
+            .lock()
+            .expect("metrics lock")
+            .entry(cause)
+            .or_default() += 1;
     }
 
     pub fn request_started(&self) {
@@ -127,6 +149,26 @@ impl Metrics {
             &[],
             self.in_flight.load(Ordering::Relaxed) as f64,
         );
+        for (name, help, counts) in [
+            (
+                "nats_oidc_callout_connections_closed_total",
+                "Live connections closed, by cause.",
+                &self.closed,
+            ),
+            (
+                "nats_oidc_callout_connection_close_failures_total",
+                "Live connections that could not be closed (KICK refused or unanswered), by cause.",
+                &self.close_failures,
+            ),
+        ] {
+            out.header(name, "counter", help);
+            let counts = counts.lock().expect("metrics lock");
+            // Every cause, zeros too: an alert on a rate needs the series.
+            for cause in Cause::ALL {
+                let n = counts.get(&cause).copied().unwrap_or(0);
+                out.sample(name, &[("cause", cause.as_str())], n as f64);
+            }
+        }
     }
 }
 

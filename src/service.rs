@@ -17,11 +17,14 @@ use tokio::task::{JoinHandle, JoinSet};
 use crate::audit::AuditEvent;
 use crate::callout::{Callout, Reply, SetupError};
 use crate::config::Config;
-use crate::connect::{connect, ConnectError};
+use crate::connect::{connect, ConnectError, Credentials, Persistence};
 use crate::decision::Reason;
 use crate::flood::Flood;
+use crate::live::Live;
 use crate::metrics::Metrics;
 use crate::protocol::{AUTH_SUBJECT, XKEY_HEADER};
+use crate::revocation::RevocationSet;
+use crate::system::SystemError;
 
 /// How long a shutdown waits for in-flight requests.
 const DRAIN_TIMEOUT: Duration = Duration::from_secs(5);
@@ -36,6 +39,8 @@ pub enum ServiceError {
     Subscribe(String),
     #[error("cannot listen on {0} for http: {1}")]
     Http(String, std::io::Error),
+    #[error(transparent)]
+    System(#[from] SystemError),
     #[error("the service task failed: {0}")]
     Crashed(String),
 }
@@ -111,21 +116,58 @@ async fn serve(
     mut reload: mpsc::Receiver<()>,
     ready: watch::Sender<Option<Ready>>,
 ) -> Result<(), ServiceError> {
-    let callout = Arc::new(Callout::from_config(&config)?);
+    // With [system], every decision is checked against the revocations.
+    let revocations = RevocationSet::new();
+    let callout = match config.system {
+        Some(_) => Callout::from_config(&config)?.with_revocations(revocations.clone()),
+        None => Callout::from_config(&config)?,
+    };
+    let callout = Arc::new(callout);
     log_startup(&config, &callout).await;
     // Everything started here stops with the service.
     let mut background = JoinSet::new();
     callout.decider().issuers().spawn_refresh(&mut background);
-    if config.policy.watch {
-        background.spawn(watch_policy(config.clone(), callout.clone()));
-    }
+    callout
+        .decider()
+        .verifier()
+        .spawn_discovery(&mut background);
+    let metrics = Arc::new(Metrics::default());
     let client = connect(
-        &config,
-        &config.nats,
-        &config.nats_urls(),
-        "nats-oidc-callout",
+        &config.nats.urls,
+        Credentials::of_nats(&config.nats),
+        "[nats]",
+        None,
+        Persistence::Service,
     )
     .await?;
+    let live = match config.system {
+        Some(_) => Some(Arc::new(
+            Live::start(
+                &config,
+                &client,
+                revocations,
+                callout.clone(),
+                metrics.clone(),
+                &mut background,
+            )
+            .await?,
+        )),
+        None => {
+            tracing::warn!(
+                "no [system] in the config: revocations and live sessions are off \
+                 (connections are judged once, at connect)"
+            );
+            None
+        }
+    };
+    let reloader = Arc::new(Reloader {
+        config: config.clone(),
+        callout: callout.clone(),
+        live: live.clone(),
+    });
+    if config.policy.watch {
+        background.spawn(watch_policy(reloader.clone()));
+    }
     let mut requests = client
         .queue_subscribe(AUTH_SUBJECT, config.nats.queue_group.clone())
         .await
@@ -135,7 +177,6 @@ async fn serve(
         .await
         .map_err(|e| ServiceError::Subscribe(e.to_string()))?;
 
-    let metrics = Arc::new(Metrics::default());
     let flood = Arc::new(Flood::new(config.flood.clone()));
     let http = match &config.http {
         None => None,
@@ -145,6 +186,7 @@ async fn serve(
                 metrics: metrics.clone(),
                 flood: flood.clone(),
                 nats: client.clone(),
+                live: live.clone(),
             });
             let listener = tokio::net::TcpListener::bind(&http.listen)
                 .await
@@ -169,6 +211,7 @@ async fn serve(
         flood: flood.clone(),
         deadline: config.nats.request_timeout,
         audit_subject: config.audit.subject.clone(),
+        live,
     });
     let mut tasks = JoinSet::new();
     let mut lost_subscription = false;
@@ -207,7 +250,7 @@ async fn serve(
                     Err(_) => handler.refuse(msg, reply_to, Reason::Saturated).await,
                 }
             }
-            Some(()) = reload.recv() => reload_policy(&config, &callout),
+            Some(()) = reload.recv() => reloader.reload(),
             () = &mut shutdown => { tracing::info!("shutting down: draining"); break; }
         }
     }
@@ -248,6 +291,7 @@ struct Handler {
     flood: Arc<Flood>,
     deadline: Duration,
     audit_subject: Option<String>,
+    live: Option<Arc<Live>>,
 }
 
 impl Handler {
@@ -292,7 +336,11 @@ impl Handler {
         ) {
             Ok(hold) => Some(hold),
             Err(send) => {
-                send.await;
+                if send.await {
+                    if let Some(live) = &self.live {
+                        live.record(&reply);
+                    }
+                }
                 None
             }
         };
@@ -313,10 +361,17 @@ impl Handler {
     }
 }
 
-async fn publish(client: async_nats::Client, reply_to: async_nats::Subject, payload: Vec<u8>) {
-    if let Err(e) = client.publish(reply_to, payload.into()).await {
+/// Sends an answer; false when it could not be sent.
+async fn publish(
+    client: async_nats::Client,
+    reply_to: async_nats::Subject,
+    payload: Vec<u8>,
+) -> bool {
+    let sent = client.publish(reply_to, payload.into()).await;
+    if let Err(e) = &sent {
         tracing::warn!(error = %e, "could not publish authorization response");
     }
+    sent.is_ok()
 }
 
 fn server_xkey(msg: &async_nats::Message) -> Option<String> {
@@ -326,24 +381,39 @@ fn server_xkey(msg: &async_nats::Message) -> Option<String> {
         .map(|v| v.as_str().to_owned())
 }
 
-fn reload_policy(config: &Config, callout: &Callout) {
-    let path = config.resolve(&config.policy.file);
-    match callout.decider().reload_policy(&path) {
-        Ok(p) => {
-            for w in p.warnings() {
-                tracing::warn!(warning = %w, "policy warning");
+/// Reloads the policy (on a reload request or a file change) and has the
+/// live sessions re-evaluated under the new one.
+struct Reloader {
+    config: Config,
+    callout: Arc<Callout>,
+    live: Option<Arc<Live>>,
+}
+
+impl Reloader {
+    fn reload(&self) {
+        let path = self.config.resolve(&self.config.policy.file);
+        match self.callout.decider().reload_policy(&path) {
+            Ok(p) => {
+                for w in p.warnings() {
+                    tracing::warn!(warning = %w, "policy warning");
+                }
+                tracing::info!(rules = p.rule_count(), "policy reloaded");
+                if let Some(live) = &self.live {
+                    live.policy_reloaded(self.callout.clone(), p);
+                }
             }
-            tracing::info!(rules = p.rule_count(), "policy reloaded");
+            Err(e) => {
+                tracing::error!(error = %e, "policy reload failed; keeping the previous policy")
+            }
         }
-        Err(e) => tracing::error!(error = %e, "policy reload failed; keeping the previous policy"),
     }
 }
 
 /// Reloads the policy when its content changes. Content, not mtime: editors
 /// and Kubernetes ConfigMap updates (symlink swaps) both change it.
-async fn watch_policy(config: Config, callout: Arc<Callout>) {
-    let path = config.resolve(&config.policy.file);
-    let every: Duration = config.policy.watch_interval;
+async fn watch_policy(reloader: Arc<Reloader>) {
+    let path = reloader.config.resolve(&reloader.config.policy.file);
+    let every: Duration = reloader.config.policy.watch_interval;
     let digest = |p: &std::path::Path| std::fs::read(p).ok().map(Sha256::digest);
     let mut last = digest(&path);
     loop {
@@ -352,7 +422,7 @@ async fn watch_policy(config: Config, callout: Arc<Callout>) {
         if now.is_some() && now != last {
             last = now;
             tracing::info!(file = %path.display(), "policy file changed");
-            reload_policy(&config, &callout);
+            reloader.reload();
         }
     }
 }
@@ -363,6 +433,13 @@ async fn log_startup(config: &Config, callout: &Callout) {
             Ok(n) => tracing::info!(issuer = %name, keys = n, "issuer keys loaded"),
             Err(e) => tracing::warn!(issuer = %name, error = %e,
                 "issuer keys unavailable; its tokens are denied until a fetch succeeds"),
+        }
+    }
+    for (name, result) in callout.decider().verifier().resolve_endpoints().await {
+        match result {
+            Ok(()) => tracing::info!(issuer = %name, "introspection endpoint known"),
+            Err(e) => tracing::warn!(issuer = %name, error = %e,
+                "introspection endpoint unknown; its opaque tokens are denied until discovery succeeds"),
         }
     }
     let policy = callout.decider().policy();

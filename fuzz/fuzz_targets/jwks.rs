@@ -20,9 +20,9 @@ const ALGS: [Algorithm; 9] = [
 ];
 
 /// An oracle independent of the parser: the document lists a signing key
-/// with this kid whose type fits `alg` and whose declared `alg`, `use` and
-/// `key_ops` (if any) allow verifying with it.
-fn listed_for(doc: &serde_json::Value, kid: &str, alg: Algorithm) -> bool {
+/// with this kid (`None`: without one) whose type fits `alg` and whose
+/// declared `alg`, `use` and `key_ops` (if any) allow verifying with it.
+fn listed_for(doc: &serde_json::Value, kid: Option<&str>, alg: Algorithm) -> bool {
     let Some(keys) = doc["keys"].as_array() else {
         return false;
     };
@@ -37,7 +37,7 @@ fn listed_for(doc: &serde_json::Value, kid: &str, alg: Algorithm) -> bool {
         _ => false,
     };
     keys.iter().any(|k| {
-        k["kid"].as_str() == Some(kid)
+        k.get("kid").and_then(|v| v.as_str()) == kid
             && family(k)
             && k.get("alg").is_none_or(|a| a.as_str() == Some(&format!("{alg:?}")))
             && k.get("use").is_none_or(|u| u == "sig")
@@ -54,12 +54,19 @@ fuzz_target!(|data: &[u8]| {
         if let Ok(set) = KeySet::parse(rest) {
             let doc: serde_json::Value = serde_json::from_slice(rest).expect("was parsed");
             for alg in ALGS {
-                let _ = set.select(None, alg);
+                // A token without a kid gets a key the JWKS offers for its alg.
+                if let Ok(key) = set.select(None, alg) {
+                    let kid = key.kid.as_deref();
+                    assert!(
+                        listed_for(&doc, kid, alg),
+                        "selected a key the JWKS does not offer for {alg:?} (kid {kid:?})"
+                    );
+                }
                 for kid in ["", "k1"] {
                     if let Ok(key) = set.select(Some(kid), alg) {
                         assert_eq!(key.kid.as_deref(), Some(kid), "selected another kid");
                         assert!(
-                            listed_for(&doc, kid, alg),
+                            listed_for(&doc, Some(kid), alg),
                             "selected a key the JWKS does not offer for {alg:?} under kid {kid:?}"
                         );
                     }

@@ -45,6 +45,7 @@ fuzz_target!(|data: &[u8]| {
     let conn = Connection {
         conn_type: Some("STANDARD"),
         host: Some("127.0.0.1"),
+        certificate: None,
     };
     let _ = policy.explain(&who, &conn);
     if let Ok(grant) = policy.evaluate(&who, &conn) {

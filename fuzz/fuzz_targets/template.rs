@@ -30,9 +30,9 @@ fuzz_target!(|data: &[u8]| {
         return;
     };
     let benign = template
-        .render(&claims(&template, "x"))
+        .render(&claims(&template, "x"), None)
         .expect("a plain token always renders");
-    if let Ok(subject) = template.render(&claims(&template, value)) {
+    if let Ok(subject) = template.render(&claims(&template, value), None) {
         assert_eq!(
             shape(&subject),
             shape(&benign),

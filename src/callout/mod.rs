@@ -6,11 +6,15 @@
 mod answer;
 pub mod request;
 
+use std::sync::Arc;
+
+use crate::certificate::ClientCertificate;
 use crate::clock::now_unix;
 use crate::config::{Config, TokenSource};
-use crate::decision::{Decider, LoadError, Outcome, Reason};
+use crate::decision::{Decider, LoadError, Outcome, Reason, Request};
 use crate::issuer::TokenError;
 use crate::policy::Connection;
+use crate::revocation::RevocationSet;
 use crate::signing::{KeyError, Signers};
 
 #[derive(Debug, thiserror::Error)]
@@ -39,6 +43,10 @@ pub struct ClientFacts {
     /// The server's connection id (`cid`), for closing it later.
     pub cid: u64,
     pub user_nkey: String,
+    /// `nats`, `websocket`, `mqtt` or `leafnode`.
+    pub conn_type: String,
+    /// The verified client certificate, if the connection has one.
+    pub certificate: Option<Arc<ClientCertificate>>,
 }
 
 /// A [`Decider`] plus the keys that sign and seal the server's answers.
@@ -56,6 +64,14 @@ impl Callout {
             decider: Decider::from_config(config)?,
             sources: config.token.sources.clone(),
         })
+    }
+
+    /// Checks every decision against `set` from now on.
+    pub fn with_revocations(self, set: RevocationSet) -> Self {
+        Self {
+            decider: self.decider.with_revocations(set),
+            ..self
+        }
     }
 
     pub fn decider(&self) -> &Decider {
@@ -81,9 +97,21 @@ impl Callout {
         };
         let req = &opened.request.nats;
         let now = now_unix();
-        let conn = Connection {
-            conn_type: Some(request::connection_type(req)),
-            host: Some(req.client_info.host.as_str()),
+        // Only a certificate the server verified counts; one that cannot be
+        // read denies the connection rather than passing as "none".
+        let certificate = match ClientCertificate::from_client_tls(req.client_tls.as_ref()) {
+            Ok(c) => c.map(Arc::new),
+            Err(e) => {
+                return self.answer(opened, Outcome::denied(Reason::Certificate(e)), None, now)
+            }
+        };
+        let facts = Request {
+            conn: Connection {
+                conn_type: Some(request::connection_type(req)),
+                host: Some(req.client_info.host.as_str()),
+                certificate: certificate.as_deref(),
+            },
+            user_nkey: Some(req.user_nkey.as_str()),
         };
         // A stale request is still the server's: it gets a signed denial with
         // the reason, so clock skew shows in the server's log, not as "no
@@ -93,22 +121,32 @@ impl Callout {
             request::token(req, &self.sources),
         ) {
             (Some(reason), _) => Outcome::denied(reason),
-            (None, Some(t)) => self.decider.decide(t, &conn, now, false).await,
+            (None, Some(t)) => self.decider.decide(t, &facts, now, false).await,
+            // No bearer token: a verified client certificate is the identity.
+            (None, None) if certificate.is_some() => {
+                self.decider.decide_certificate(&facts, now, false)
+            }
             (None, None) => Outcome::denied(TokenError::Missing),
         };
-        self.answer(opened, outcome, now)
+        self.answer(opened, outcome, certificate, now)
     }
 
     /// Denies a request without deciding (overload, deadline), still with a
     /// reason the server logs.
     pub fn refuse(&self, payload: &[u8], server_xkey: Option<&str>, reason: Reason) -> Reply {
         match request::open(payload, server_xkey, self.signers.xkey.as_ref()) {
-            Ok(opened) => self.answer(opened, Outcome::denied(reason), now_unix()),
+            Ok(opened) => self.answer(opened, Outcome::denied(reason), None, now_unix()),
             Err(reason) => unaddressable(reason),
         }
     }
 
-    fn answer(&self, opened: request::Opened, outcome: Outcome, now: i64) -> Reply {
+    fn answer(
+        &self,
+        opened: request::Opened,
+        outcome: Outcome,
+        certificate: Option<Arc<ClientCertificate>>,
+        now: i64,
+    ) -> Reply {
         let req = &opened.request.nats;
         let name = format!(
             "{}/{}",
@@ -120,6 +158,7 @@ impl Callout {
             Err(reason) => Err(reason.to_string()),
         };
         let answered = answer::respond(&self.signers, req, opened.reply_key.as_ref(), result, now);
+        let conn_type = request::connection_type(req).to_owned();
         // The request is done with: its facts move into the reply.
         let req = opened.request.nats;
         let client = ClientFacts {
@@ -128,6 +167,8 @@ impl Callout {
             server_id: req.server_id.id,
             cid: req.client_info.id,
             user_nkey: req.user_nkey,
+            conn_type,
+            certificate,
         };
         match answered {
             Ok(payload) => Reply {

@@ -181,30 +181,41 @@ async fn stale_requests_are_denied_and_misaddressed_ones_not_answered() {
     assert!(f.callout.respond(&late, None).await.outcome.result.is_ok());
     let far = request_with(&f, &f.server, &token, |r| r.data.exp = i64::MAX).0;
     assert!(f.callout.respond(&far, None).await.outcome.result.is_ok());
-    // Stale: a signed denial that says why, never a grant.
-    type Edit = fn(&mut NatsClaims<AuthorizationRequest>);
-    let stale: [(&str, Edit); 3] = [
-        ("expired 60 s ago", |r| {
-            r.data.exp = crate::clock::now_unix() - 60
-        }),
-        ("expired 12 s ago", |r| {
-            r.data.exp = crate::clock::now_unix() - 12
-        }),
-        ("no exp", |r| r.data.exp = 0),
-    ];
-    for (needle, edit) in stale {
-        let (replayed, _) = request_with(&f, &f.server, &token, edit);
+    // Stale: a signed denial that says why, never a grant. `respond` reads
+    // the clock itself, so the lateness it reports is pinned between the
+    // clock read before the request was made and the one after the answer:
+    // exact when no second boundary passes, and one of the seconds that did
+    // pass when one does.
+    for (label, late) in [
+        ("expired 60 s ago", Some(60)),
+        ("expired 12 s ago", Some(12)),
+        ("no exp", None),
+    ] {
+        let before = crate::clock::now_unix();
+        let (replayed, _) = request_with(&f, &f.server, &token, |r| {
+            r.data.exp = late.map_or(0, |l| before - l)
+        });
         let reply = f.callout.respond(&replayed, None).await;
+        let after = crate::clock::now_unix();
         assert_eq!(
             reply.outcome.class(),
             Some(crate::reason::ReasonClass::StaleRequest),
-            "{needle}"
+            "{label}"
         );
         let reason = reply.outcome.result.as_ref().unwrap_err().to_string();
-        assert!(reason.contains(needle), "{needle}: {reason}");
+        let expected: Vec<String> = match late {
+            Some(l) => (l..=l + (after - before))
+                .map(|k| format!("request expired {k} s ago"))
+                .collect(),
+            None => vec!["request has no exp".to_owned()],
+        };
+        assert!(
+            expected.iter().any(|e| reason.starts_with(e.as_str())),
+            "{label}: {reason:?} is none of {expected:?}"
+        );
         let resp = response(&reply);
-        assert!(resp.nats.jwt.is_none(), "{needle}");
-        assert!(resp.nats.error.unwrap().contains(needle));
+        assert!(resp.nats.jwt.is_none(), "{label}");
+        assert_eq!(resp.nats.error.as_deref(), Some(reason.as_str()), "{label}");
     }
     // Addressed to something else: not answered at all.
     let (other, _) = request_with(&f, &f.server, &token, |r| {
@@ -222,4 +233,28 @@ async fn stale_requests_are_denied_and_misaddressed_ones_not_answered() {
         .unwrap_err()
         .to_string()
         .contains("aud"));
+}
+
+/// Lateness is measured against the clock handed in, with the slack's edge
+/// exact: `REQUEST_EXPIRY_SLACK_SECS` late is still answered, one more is not.
+#[test]
+fn staleness_is_measured_from_the_clock_handed_in() {
+    use super::request::{stale, REQUEST_EXPIRY_SLACK_SECS};
+    let exp = 1_000_000;
+    let at = |now: i64| {
+        let claims = ClaimsData {
+            exp,
+            ..ClaimsData::default()
+        };
+        stale(&claims, now).map(|r| r.to_string())
+    };
+    assert_eq!(at(exp - 1), None);
+    assert_eq!(at(exp + REQUEST_EXPIRY_SLACK_SECS), None);
+    let edge = at(exp + REQUEST_EXPIRY_SLACK_SECS + 1).expect("stale past the slack");
+    let want = format!("request expired {} s ago", REQUEST_EXPIRY_SLACK_SECS + 1);
+    assert!(edge.starts_with(&want), "{edge}");
+    let twelve = at(exp + 12).expect("stale");
+    assert!(twelve.starts_with("request expired 12 s ago"), "{twelve}");
+    let none = stale(&ClaimsData::default(), exp).map(|r| r.to_string());
+    assert_eq!(none.as_deref(), Some("request has no exp"));
 }

@@ -9,7 +9,7 @@ use clap::Args;
 use serde_json::{json, Map, Value};
 
 use crate::clock::now_unix;
-use crate::decision::{Decider, Outcome};
+use crate::decision::{Decider, Outcome, Request};
 use crate::issuer::trim_token;
 use crate::policy::{permissions_json, Connection};
 use crate::reason::ALLOWED;
@@ -19,7 +19,8 @@ use crate::reason::ALLOWED;
 pub struct CheckArgs {
     #[arg(long)]
     config: PathBuf,
-    /// The token: a JWT, `@path` to read it from a file, or `-` for stdin.
+    /// The token (a JWT or an opaque token), `@path` to read it from a file,
+    /// or `-` for stdin.
     #[arg(long, group = "input")]
     token: Option<String>,
     /// A JSON file of claims to evaluate without signature validation.
@@ -45,9 +46,13 @@ pub fn run(args: CheckArgs) -> ExitCode {
         Ok(a) => a,
         Err(e) => return super::bad(e),
     };
-    let conn = Connection {
-        conn_type: args.client_type.as_deref(),
-        host: args.client_host.as_deref(),
+    let request = Request {
+        conn: Connection {
+            conn_type: args.client_type.as_deref(),
+            host: args.client_host.as_deref(),
+            certificate: None,
+        },
+        user_nkey: None,
     };
     let now = now_unix();
     let outcome = if let Some(path) = &args.claims {
@@ -55,7 +60,7 @@ pub fn run(args: CheckArgs) -> ExitCode {
             Ok(c) => c,
             Err(e) => return super::bad(e),
         };
-        decider.decide_claims(claims, &conn, now, args.explain)
+        decider.decide_claims(claims, &request, now, args.explain)
     } else {
         let token = match read_token(args.token.as_deref().unwrap_or_default()) {
             Ok(t) => t,
@@ -63,7 +68,7 @@ pub fn run(args: CheckArgs) -> ExitCode {
         };
         super::runtime().block_on(async {
             decider.issuers().load_all().await;
-            decider.decide(&token, &conn, now, args.explain).await
+            decider.decide(&token, &request, now, args.explain).await
         })
     };
     println!("{}", decision_json(&outcome));

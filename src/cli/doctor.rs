@@ -73,6 +73,8 @@ pub fn run(args: DoctorArgs) -> ExitCode {
         expected_account: config.as_ref().map(|c| c.nats.account.as_str()),
         request_timeout: config.as_ref().map(|c| c.nats.request_timeout),
         local_now_ms: Some(local_now_ms),
+        needs_client_certificates: config.as_ref().and_then(needs_client_certificates),
+        revocation_configured: config.as_ref().map(|c| c.system.is_some()),
     });
     let critical = findings.iter().any(|f| f.severity == Severity::Critical);
     if args.json {
@@ -133,4 +135,22 @@ async fn probe_anonymous(varz: &Value) -> Option<bool> {
         Err(e) if e.kind() == async_nats::ConnectErrorKind::AuthorizationViolation => Some(false),
         Err(_) => None,
     }
+}
+
+/// Why this config needs verified client certificates, if it does.
+fn needs_client_certificates(config: &crate::config::Config) -> Option<String> {
+    if let Some(i) = config
+        .issuers
+        .iter()
+        .find(|i| i.certificate_bound == crate::certificate::CertificateBound::Required)
+    {
+        return Some(format!(
+            "issuer {:?} requires certificate-bound tokens",
+            i.name
+        ));
+    }
+    let policy = crate::decision::Decider::from_config(config).ok()?.policy();
+    policy
+        .reads_certificates()
+        .then(|| "the policy has rules or subjects that read the client certificate".to_owned())
 }

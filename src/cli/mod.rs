@@ -7,6 +7,8 @@ mod doctor;
 
 pub use check::decision_json;
 mod keygen;
+mod revoke;
+mod sessions;
 mod token;
 
 use std::path::{Path, PathBuf};
@@ -74,6 +76,14 @@ pub enum Command {
     Token(token::TokenArgs),
     /// Audit a running nats-server through its monitoring endpoint.
     Doctor(doctor::DoctorArgs),
+    /// Deny new connects matching SELECTOR and close live ones on every server.
+    Revoke(revoke::RevokeArgs),
+    /// Lift a revocation (exit 1 if none was in force).
+    Unrevoke(revoke::UnrevokeArgs),
+    /// List the revocations in force.
+    Revocations(sessions::ListArgs),
+    /// List live connections this service authorized, on every server.
+    Sessions(sessions::ListArgs),
 }
 
 /// Parses arguments and runs the command.
@@ -101,6 +111,10 @@ pub fn main() -> ExitCode {
         Command::DevToken(args) => bootstrap::dev_token(args),
         Command::Token(args) => token::run(args),
         Command::Doctor(args) => doctor::run(args),
+        Command::Revoke(args) => revoke::revoke(args),
+        Command::Unrevoke(args) => revoke::unrevoke(args),
+        Command::Revocations(args) => revoke::revocations(args),
+        Command::Sessions(args) => sessions::sessions(args),
     }
 }
 

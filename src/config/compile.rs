@@ -9,10 +9,11 @@ use std::time::Duration;
 use jsonwebtoken::Algorithm;
 use serde_spanned::Spanned;
 
-use super::file::{ConfigFile, FloodFile, IssuerFile, NatsFile, OneOrMany};
+use super::file::{ConfigFile, FloodFile, IssuerFile, NatsFile, OneOrMany, SystemFile, TlsFile};
 use super::{
     AccountConfig, AuditConfig, Config, FloodConfig, HttpConfig, IssuerConfig, NatsConfig,
-    PolicyRef, SigningConfig, TlsConfig, TokenConfig, TokenSource,
+    PolicyRef, RevocationConfig, SigningConfig, SystemConfig, TlsConfig, TokenConfig, TokenSource,
+    DEFAULT_REVOCATION_BUCKET,
 };
 use crate::location::{LocatedError, Location};
 use crate::subject::validate_subject;
@@ -24,7 +25,7 @@ const MAX_LEEWAY: Duration = Duration::from_secs(600);
 /// against the IdP.
 const MIN_FETCH_INTERVAL: Duration = Duration::from_secs(1);
 
-struct Compiler<'a> {
+pub(super) struct Compiler<'a> {
     path: &'a Path,
     source: &'a str,
     base_dir: PathBuf,
@@ -32,7 +33,7 @@ struct Compiler<'a> {
 }
 
 impl Compiler<'_> {
-    fn error<T>(&mut self, at: &Spanned<T>, message: impl Into<String>) {
+    pub(super) fn error<T>(&mut self, at: &Spanned<T>, message: impl Into<String>) {
         self.errors.push(LocatedError {
             location: Location::from_span(self.path, self.source, at.span()),
             message: message.into(),
@@ -47,7 +48,7 @@ impl Compiler<'_> {
         });
     }
 
-    fn resolve(&self, p: &Path) -> PathBuf {
+    pub(super) fn resolve(&self, p: &Path) -> PathBuf {
         if p.is_absolute() {
             p.to_path_buf()
         } else {
@@ -120,20 +121,72 @@ impl Compiler<'_> {
                 .queue_group
                 .clone()
                 .unwrap_or_else(|| "nats-oidc-callout".to_owned()),
-            tls: n.tls.as_ref().map(|t| TlsConfig {
-                ca_file: t.ca_file.as_deref().map(|p| self.resolve(p)),
-                cert_file: t.cert_file.as_deref().map(|p| self.resolve(p)),
-                key_file: t.key_file.as_deref().map(|p| self.resolve(p)),
-            }),
+            tls: n.tls.as_ref().map(|t| self.tls(t)),
             account: n.account.clone().unwrap_or_else(|| "AUTH".to_owned()),
             max_in_flight,
             request_timeout,
         }
     }
 
+    fn tls(&self, t: &TlsFile) -> TlsConfig {
+        TlsConfig {
+            ca_file: t.ca_file.as_deref().map(|p| self.resolve(p)),
+            cert_file: t.cert_file.as_deref().map(|p| self.resolve(p)),
+            key_file: t.key_file.as_deref().map(|p| self.resolve(p)),
+        }
+    }
+
+    /// `[system]`: a user of the system account, with exactly one credential.
+    fn system(&mut self, spanned: &Spanned<SystemFile>, nats_urls: &[String]) -> SystemConfig {
+        let s = spanned.get_ref();
+        let urls = match (&s.url, &s.urls) {
+            (Some(u), None) => vec![u.clone()],
+            (None, Some(us)) if !us.is_empty() => us.clone(),
+            (None, None) => nats_urls.to_vec(),
+            _ => {
+                self.error(spanned, "[system] takes at most one of `url` and `urls` (a non-empty list); without either it uses [nats]'s");
+                Vec::new()
+            }
+        };
+        let secrets = [
+            s.password.is_some(),
+            s.password_file.is_some(),
+            s.token.is_some(),
+            s.nkey_seed_file.is_some(),
+            s.creds_file.is_some(),
+        ];
+        match secrets.iter().filter(|x| **x).count() {
+            1 => {}
+            0 => self.error(spanned, "[system] needs credentials: user + password/password_file, token, nkey_seed_file or creds_file"),
+            _ => self.error(spanned, "[system] takes one of password, password_file, token, nkey_seed_file, creds_file"),
+        }
+        if (s.password.is_some() || s.password_file.is_some()) != s.user.is_some() {
+            self.error(
+                spanned,
+                "[system] `user` goes with `password` or `password_file`",
+            );
+        }
+        SystemConfig {
+            urls,
+            user: s.user.clone(),
+            password: s.password.clone(),
+            password_file: s.password_file.as_deref().map(|p| self.resolve(p)),
+            token: s.token.clone(),
+            nkey_seed_file: s.nkey_seed_file.as_deref().map(|p| self.resolve(p)),
+            creds_file: s.creds_file.as_deref().map(|p| self.resolve(p)),
+            tls: s.tls.as_ref().map(|t| self.tls(t)),
+        }
+    }
+
     fn issuer(&mut self, spanned: &Spanned<IssuerFile>) -> IssuerConfig {
         let i = spanned.get_ref();
         let name = i.name.get_ref();
+        if name == crate::certificate::CERTIFICATE_ISSUER {
+            self.error(
+                &i.name,
+                format!("issuer name {name:?} is reserved for certificate-only connections"),
+            );
+        }
         let audience = match i.audience.get_ref() {
             OneOrMany::One(a) => vec![a.clone()],
             OneOrMany::Many(list) => list.clone(),
@@ -193,6 +246,7 @@ impl Compiler<'_> {
                     format!("issuer {name:?}: jwks_max_stale of zero makes every key stale")
                 })
             });
+        let (token_types, introspection) = self.introspection(spanned, i.allow_insecure_http);
         IssuerConfig {
             name: name.clone(),
             issuer: i.issuer.get_ref().clone(),
@@ -209,6 +263,9 @@ impl Compiler<'_> {
             require_typ: i.require_typ.clone(),
             required_claims: i.required_claims.clone(),
             max_token_age: i.max_token_age.map(Duration::from),
+            certificate_bound: i.certificate_bound.unwrap_or_default(),
+            token_types,
+            introspection,
         }
     }
 
@@ -273,7 +330,7 @@ impl Compiler<'_> {
     }
 
     /// A duration or its default; `bad` says why a value is refused.
-    fn duration(
+    pub(super) fn duration(
         &mut self,
         value: &Option<Spanned<crate::duration::HumanDuration>>,
         default: Duration,
@@ -371,6 +428,21 @@ pub(super) fn compile(path: &Path, source: &str) -> Result<Config, Vec<LocatedEr
         });
     }
 
+    let system = file.system.as_ref().map(|s| c.system(s, &nats.urls));
+    let bucket = match &file.revocation.bucket {
+        None => DEFAULT_REVOCATION_BUCKET.to_owned(),
+        Some(b) => {
+            let name = b.get_ref();
+            if name.is_empty()
+                || !name
+                    .bytes()
+                    .all(|x| x.is_ascii_alphanumeric() || x == b'_' || x == b'-')
+            {
+                c.error(b, format!("[revocation] bucket {name:?} is not a KV bucket name (letters, digits, `_`, `-`)"));
+            }
+            name.clone()
+        }
+    };
     let watch_interval = c.duration(&file.policy.watch_interval, Duration::from_secs(2), |d| {
         (d < Duration::from_millis(100))
             .then(|| "[policy] watch_interval below 100ms re-reads the file in a loop".to_owned())
@@ -404,6 +476,11 @@ pub(super) fn compile(path: &Path, source: &str) -> Result<Config, Vec<LocatedEr
             subject: file.audit.subject.map(Spanned::into_inner),
         },
         flood,
+        system,
+        revocation: RevocationConfig {
+            bucket,
+            on_policy_change: file.revocation.on_policy_change.unwrap_or_default(),
+        },
         base_dir: c.base_dir.clone(),
     };
     if c.errors.is_empty() {
@@ -413,6 +490,6 @@ pub(super) fn compile(path: &Path, source: &str) -> Result<Config, Vec<LocatedEr
     }
 }
 
-fn is_hmac(a: &Algorithm) -> bool {
+pub(super) fn is_hmac(a: &Algorithm) -> bool {
     matches!(a, Algorithm::HS256 | Algorithm::HS384 | Algorithm::HS512)
 }

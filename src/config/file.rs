@@ -7,6 +7,7 @@ use jsonwebtoken::Algorithm;
 use serde::Deserialize;
 use serde_spanned::Spanned;
 
+use super::introspection::{ClientAuthMethod, TokenType};
 use crate::duration::HumanDuration;
 
 #[derive(Deserialize)]
@@ -26,6 +27,31 @@ pub(super) struct ConfigFile {
     pub(super) audit: AuditFile,
     #[serde(default)]
     pub(super) flood: FloodFile,
+    pub(super) system: Option<Spanned<SystemFile>>,
+    #[serde(default)]
+    pub(super) revocation: RevocationFile,
+}
+
+/// `[system]`: the same credential keys as `[nats]`.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct SystemFile {
+    pub(super) url: Option<String>,
+    pub(super) urls: Option<Vec<String>>,
+    pub(super) user: Option<String>,
+    pub(super) password: Option<String>,
+    pub(super) password_file: Option<PathBuf>,
+    pub(super) token: Option<String>,
+    pub(super) nkey_seed_file: Option<PathBuf>,
+    pub(super) creds_file: Option<PathBuf>,
+    pub(super) tls: Option<TlsFile>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RevocationFile {
+    pub(super) bucket: Option<Spanned<String>>,
+    pub(super) on_policy_change: Option<super::OnPolicyChange>,
 }
 
 #[derive(Deserialize)]
@@ -97,6 +123,22 @@ pub(super) struct IssuerFile {
     #[serde(default)]
     pub(super) required_claims: Vec<String>,
     pub(super) max_token_age: Option<HumanDuration>,
+    pub(super) certificate_bound: Option<crate::certificate::CertificateBound>,
+    pub(super) token_types: Option<Spanned<Vec<TokenType>>>,
+    pub(super) introspection_endpoint: Option<Spanned<String>>,
+    pub(super) introspection_client_id: Option<String>,
+    pub(super) introspection_auth: Option<Spanned<ClientAuthMethod>>,
+    pub(super) introspection_client_secret_file: Option<PathBuf>,
+    pub(super) introspection_private_key_file: Option<PathBuf>,
+    pub(super) introspection_private_key_alg: Option<Algorithm>,
+    pub(super) introspection_cache: Option<Spanned<HumanDuration>>,
+    pub(super) introspection_negative_cache: Option<Spanned<HumanDuration>>,
+    pub(super) introspection_timeout: Option<Spanned<HumanDuration>>,
+    pub(super) introspection_max_in_flight: Option<Spanned<usize>>,
+    pub(super) introspection_rate_limit: Option<Spanned<u32>>,
+    pub(super) introspect_jwt: Option<Spanned<bool>>,
+    pub(super) userinfo: Option<Spanned<bool>>,
+    pub(super) userinfo_endpoint: Option<Spanned<String>>,
 }
 
 #[derive(Deserialize)]

@@ -6,6 +6,7 @@
 mod builder;
 mod compile;
 mod file;
+mod introspection;
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -15,6 +16,7 @@ use serde::Deserialize;
 
 pub use crate::flood::FloodConfig;
 pub use builder::{ConfigBuilder, IssuerBuilder};
+pub use introspection::{Introspection, IntrospectionAuth, TokenType};
 
 use crate::location::LocatedError;
 
@@ -55,6 +57,49 @@ pub struct Config {
     pub audit: AuditConfig,
     /// Per-source failure tracking and the tarpit for failing sources.
     pub flood: FloodConfig,
+    /// A system-account user; without it, closing and listing live
+    /// connections is off.
+    pub system: Option<SystemConfig>,
+    pub revocation: RevocationConfig,
+}
+
+/// `[system]`: a system-account user, to close (KICK) and list (CONNZ) live
+/// connections on every server.
+#[derive(Debug, Clone)]
+pub struct SystemConfig {
+    /// Default: the `[nats]` URLs.
+    pub urls: Vec<String>,
+    pub user: Option<String>,
+    pub password: Option<String>,
+    pub password_file: Option<PathBuf>,
+    pub token: Option<String>,
+    pub nkey_seed_file: Option<PathBuf>,
+    pub creds_file: Option<PathBuf>,
+    pub tls: Option<TlsConfig>,
+}
+
+/// The default `[revocation] bucket`.
+pub const DEFAULT_REVOCATION_BUCKET: &str = "nats_oidc_callout_revocations";
+
+/// `[revocation]`: the JetStream KV bucket every instance shares, and what
+/// a policy change does to live sessions.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RevocationConfig {
+    pub bucket: String,
+    pub on_policy_change: OnPolicyChange,
+}
+
+/// What happens to live sessions whose grant a policy change affects.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, serde::Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum OnPolicyChange {
+    /// Close sessions whose grant changed; they reconnect into the new one.
+    #[default]
+    KickChanged,
+    /// Close only sessions the new policy denies.
+    KickDenied,
+    /// Leave live sessions alone until their user JWT expires.
+    Keep,
 }
 
 /// How the service connects to NATS (`[nats]`).
@@ -133,6 +178,13 @@ pub struct IssuerConfig {
     pub required_claims: Vec<String>,
     /// Refuse tokens issued (`iat`) longer ago than this; requires `iat`.
     pub max_token_age: Option<Duration>,
+    /// RFC 8705: whether every token must be bound to the connection's
+    /// client certificate (`required`), or only those that say so.
+    pub certificate_bound: crate::certificate::CertificateBound,
+    /// Which kinds of token this issuer accepts; `[Jwt]` by default.
+    pub token_types: Vec<TokenType>,
+    /// Present when opaque tokens are accepted or `introspect_jwt` is set.
+    pub introspection: Option<Introspection>,
 }
 
 /// Which of the three key sources an issuer uses.
@@ -144,6 +196,17 @@ pub enum KeySourceKind {
 }
 
 impl IssuerConfig {
+    pub fn accepts(&self, kind: TokenType) -> bool {
+        self.token_types.contains(&kind)
+    }
+
+    /// Whether JWTs that verified are also introspected.
+    pub fn introspects_jwt(&self) -> bool {
+        self.introspection
+            .as_ref()
+            .is_some_and(|i| i.introspect_jwt)
+    }
+
     pub fn key_source(&self) -> KeySourceKind {
         match (&self.jwks_file, &self.jwks_uri) {
             (Some(_), _) => KeySourceKind::File,

@@ -245,3 +245,188 @@ fn flood_values_are_bounded_with_positions() {
         }
     );
 }
+
+#[test]
+fn revocation_defaults_and_checks() {
+    let c = parse(&minimal().build()).unwrap();
+    assert_eq!(c.revocation.bucket, DEFAULT_REVOCATION_BUCKET);
+    assert_eq!(c.revocation.on_policy_change, OnPolicyChange::KickChanged);
+    assert!(c.system.is_none());
+    for (text, expected) in [
+        ("kick-changed", OnPolicyChange::KickChanged),
+        ("kick-denied", OnPolicyChange::KickDenied),
+        ("keep", OnPolicyChange::Keep),
+    ] {
+        let src = minimal()
+            .tables(&format!("[revocation]\non_policy_change = \"{text}\"\n"))
+            .build();
+        assert_eq!(parse(&src).unwrap().revocation.on_policy_change, expected);
+    }
+    for bad in [
+        "[revocation]\non_policy_change = \"kick\"",
+        "[revocation]\nbuckets = \"x\"",
+    ] {
+        let src = minimal().tables(bad).build();
+        let err = error_of(&src);
+        assert!(
+            err.starts_with(&format!("c.toml:{}:", line_of(&src, "[revocation]") + 1)),
+            "{err}"
+        );
+    }
+    for bad in ["", "a.b", "a b", "a/b", "a*"] {
+        let src = minimal()
+            .tables(&format!("[revocation]\nbucket = \"{bad}\"\n"))
+            .build();
+        let err = error_of(&src);
+        assert!(err.contains("bucket"), "{bad:?}: {err}");
+        assert!(
+            err.starts_with(&format!("c.toml:{}:", line_of(&src, "bucket ="))),
+            "{err}"
+        );
+    }
+}
+
+#[test]
+fn system_table_needs_exactly_one_credential_and_defaults_to_the_nats_urls() {
+    let system = |body: &str| parse(&minimal().tables(&format!("[system]\n{body}\n")).build());
+    let c = system("user = \"sys\"\npassword_file = \"p\"").unwrap();
+    let s = c.system.unwrap();
+    assert_eq!(s.urls, vec!["nats://127.0.0.1:4222".to_string()]);
+    assert_eq!(s.password_file, Some(PathBuf::from("p")));
+    assert!(system("creds_file = \"sys.creds\"\nurl = \"nats://127.0.0.1:4223\"").is_ok());
+    for (bad, needle) in [
+        ("", "needs credentials"),
+        ("user = \"sys\"", "needs credentials"),
+        ("token = \"t\"\ncreds_file = \"c\"", "one of"),
+        ("password = \"p\"", "`user` goes with"),
+        ("user = \"u\"\ntoken = \"t\"", "`user` goes with"),
+        ("url = \"a\"\nurls = [\"b\"]\ntoken = \"t\"", "at most one"),
+        ("urls = []\ntoken = \"t\"", "non-empty"),
+        ("token = \"t\"\nuser_name = \"x\"", "user_name"),
+    ] {
+        let err = system(bad).unwrap_err().to_string();
+        assert!(err.contains(needle), "{bad:?}: {err}");
+        assert!(err.starts_with("c.toml:"), "{err}");
+    }
+}
+
+/// A config whose one issuer has `issuer_lines` added.
+fn with_issuer_lines(issuer_lines: &str) -> String {
+    format!(
+        "[nats]\nurl = \"nats://127.0.0.1:4222\"\n[signing]\nissuer_seed_file = \"x.nk\"\n\
+         [[issuer]]\nname = \"corp\"\nissuer = \"https://idp.test\"\naudience = \"nats\"\n\
+         {issuer_lines}\n[policy]\nfile = \"p.toml\"\n"
+    )
+}
+
+const OPAQUE: &str = "token_types = [\"opaque\"]\nintrospection_client_id = \"callout\"\n\
+                      introspection_client_secret_file = \"s\"";
+
+#[test]
+fn introspection_defaults_and_resolved_secret() {
+    let c = Config::parse(Path::new("/etc/callout/c.toml"), &with_issuer_lines("")).unwrap();
+    assert_eq!(c.issuers[0].token_types, vec![TokenType::Jwt]);
+    assert!(c.issuers[0].introspection.is_none());
+    let c = Config::parse(Path::new("/etc/callout/c.toml"), &with_issuer_lines(OPAQUE)).unwrap();
+    let iss = &c.issuers[0];
+    assert!(iss.accepts(TokenType::Opaque) && !iss.accepts(TokenType::Jwt));
+    let i = iss.introspection.as_ref().expect("introspects");
+    assert_eq!(
+        i.auth,
+        IntrospectionAuth::ClientSecretBasic {
+            secret_file: PathBuf::from("/etc/callout/s")
+        }
+    );
+    assert_eq!(i.cache, Duration::from_secs(60));
+    assert_eq!(i.negative_cache, Duration::from_secs(10));
+    assert_eq!(i.timeout, Duration::from_secs(1));
+    assert_eq!((i.max_in_flight, i.rate_limit), (16, 100));
+    assert!(!i.introspect_jwt && !i.userinfo && !iss.introspects_jwt());
+}
+
+#[test]
+fn bad_introspection_settings_name_the_key_and_line() {
+    for (lines, needle, at) in [
+        ("token_types = []", "token_types is empty", "token_types"),
+        ("token_types = [\"jwt\", \"jwt\"]", "twice", "token_types"),
+        ("token_types = [\"paseto\"]", "paseto", "token_types"),
+        (
+            "token_types = [\"opaque\"]",
+            "introspection_client_id",
+            "[[issuer]]",
+        ),
+        (
+            "token_types = [\"opaque\"]\nintrospection_client_id = \"c\"",
+            "introspection_client_secret_file",
+            "[[issuer]]",
+        ),
+        (
+            "introspection_client_id = \"c\"",
+            "nothing is introspected",
+            "[[issuer]]",
+        ),
+        ("userinfo = true", "nothing is introspected", "[[issuer]]"),
+        (
+            "token_types = [\"opaque\"]\nintrospect_jwt = true",
+            "needs \"jwt\"",
+            "introspect_jwt",
+        ),
+        (
+            "token_types = [\"opaque\"]\nintrospection_client_id = \"c\"\n\
+             introspection_auth = \"private_key_jwt\"",
+            "introspection_private_key_file",
+            "[[issuer]]",
+        ),
+        (
+            "token_types = [\"opaque\"]\nintrospection_client_id = \"c\"\n\
+             introspection_auth = \"private_key_jwt\"\nintrospection_private_key_file = \"k\"\n\
+             introspection_private_key_alg = \"HS256\"",
+            "public-key algorithm",
+            "[[issuer]]",
+        ),
+        (
+            "token_types = [\"opaque\"]\nintrospection_client_id = \"c\"\n\
+             introspection_auth = \"client_secret_jwt\"",
+            "client_secret_jwt",
+            "introspection_auth",
+        ),
+    ] {
+        let src = with_issuer_lines(lines);
+        let e = error_of(&src);
+        assert!(e.contains(needle), "{lines}: {e}");
+        assert!(
+            e.contains(&format!("c.toml:{}:", line_of(&src, at))),
+            "{lines}: {e}"
+        );
+    }
+    for (extra, needle) in [
+        ("introspection_private_key_file = \"k\"", "only for"),
+        (
+            "introspection_endpoint = \"http://idp.example.com/i\"",
+            "not https",
+        ),
+        (
+            "userinfo_endpoint = \"https://idp.test/me\"",
+            "userinfo = false",
+        ),
+        ("introspection_timeout = \"0s\"", "introspection_timeout"),
+        ("introspection_timeout = \"11s\"", "introspection_timeout"),
+        (
+            "introspection_max_in_flight = 0",
+            "introspection_max_in_flight",
+        ),
+        ("introspection_rate_limit = 0", "introspection_rate_limit"),
+    ] {
+        let e = error_of(&with_issuer_lines(&format!("{OPAQUE}\n{extra}")));
+        assert!(e.contains(needle), "{extra}: {e}");
+    }
+}
+
+#[test]
+fn loopback_introspection_endpoints_may_be_plain_http() {
+    let c = parse(&with_issuer_lines(&format!(
+        "{OPAQUE}\nintrospection_endpoint = \"http://127.0.0.1:9/i\"\nuserinfo = true\n\
+         userinfo_endpoint = \"http://[::1]:9/me\""
+    )));
+    assert!(c.is_ok(), "{c:?}");
+}

@@ -2,124 +2,41 @@
 //! signature check. Entries hold only the claims the policy reads, are
 //! keyed by SHA-256 of the token (never the token itself), and are honoured
 //! only while the key that verified them is still published and fresh.
-//!
-//! Memory is what bounds it (100k entries by default), so it is lean: a
-//! few shards, each a map in insertion order with a CLOCK hand for
-//! eviction (an entry read since the hand last passed gets another round;
-//! an expired one goes first). An entry's lifetime is checked when it is
-//! read, so there are no timers. Identical tokens missing together are
-//! verified once (single flight).
+//! They live until the token's `exp` (or `max_token_age`) in a
+//! [`ClockCache`], whose clock here is Unix time in milliseconds.
 
-use std::collections::HashMap;
 use std::future::Future;
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
-use indexmap::IndexMap;
 use serde_json::{Map, Value};
 use sha2::{Digest, Sha256};
-use tokio::sync::OnceCell;
 
 use super::jwks::KeyFingerprint;
 use super::token::{expiry, VerifiedToken};
 use super::{Issuer, KeptClaims, TokenError};
-use crate::claims::{lookup, roots};
+use crate::cache::ClockCache;
+pub(super) use crate::cache::Key;
 
-pub(super) type Key = [u8; 32];
-
-/// Shards of a cache this large or more; smaller ones have one.
-const SHARDS: usize = 16;
-const SHARDED_FROM: u64 = 1024;
-
-/// One verification's result, shared by everyone who waits for it.
-type Verification = Arc<OnceCell<Result<Cached, TokenError>>>;
-
-/// Verified tokens by key, at most `capacity` of them in all shards.
-pub(super) struct Cache {
-    shards: Box<[Mutex<Shard>]>,
-    capacity: usize,
-    len: AtomicUsize,
-    /// Verifications running now, by key: later arrivals wait for them.
-    running: Mutex<HashMap<Key, Verification>>,
-}
-
-struct Shard {
-    entries: IndexMap<Key, Slot>,
-    /// The CLOCK hand: the index eviction looks at next.
-    hand: usize,
-}
-
-struct Slot {
-    cached: Cached,
-    /// Read since the hand last passed it.
-    referenced: bool,
-}
+/// Verified tokens by key, at most `capacity` of them.
+pub(super) struct Cache(ClockCache<Cached, TokenError>);
 
 impl Cache {
     pub(super) fn new(capacity: u64) -> Self {
-        let n = if capacity >= SHARDED_FROM { SHARDS } else { 1 };
-        let shards = (0..n)
-            .map(|_| {
-                Mutex::new(Shard {
-                    entries: IndexMap::new(),
-                    hand: 0,
-                })
-            })
-            .collect();
-        Self {
-            shards,
-            capacity: usize::try_from(capacity).unwrap_or(usize::MAX),
-            len: AtomicUsize::new(0),
-            running: Mutex::new(HashMap::new()),
-        }
+        Self(ClockCache::new(capacity))
     }
 
-    fn shard(&self, key: &Key) -> std::sync::MutexGuard<'_, Shard> {
-        // The key is a SHA-256: any of its bytes is uniform.
-        self.shards[usize::from(key[0]) % self.shards.len()]
-            .lock()
-            .expect("cache shard lock")
-    }
-
-    /// The cached token for `key`, if one may be served at `now`. An entry
-    /// that ended is dropped; stale keys are an error, as for a fresh check.
+    /// The cached token for `key`, if one may be served at `now` (Unix
+    /// seconds). An entry that ended is dropped; stale keys are an error,
+    /// as for a fresh check.
     pub(super) fn get(&self, key: &Key, now: i64) -> Result<Option<VerifiedToken>, TokenError> {
-        let mut shard = self.shard(key);
-        let Some(i) = shard.entries.get_index_of(key) else {
+        let Some(cached) = self.0.get(key, millis(now)) else {
             return Ok(None);
         };
-        let slot = &mut shard.entries[i];
-        if slot.cached.servable(now)? {
-            slot.referenced = true;
-            return Ok(Some(slot.cached.token()));
+        if cached.servable()? {
+            return Ok(Some(cached.token()));
         }
-        shard.entries.swap_remove_index(i);
-        self.len.fetch_sub(1, Ordering::Relaxed);
+        self.0.remove(key);
         Ok(None)
-    }
-
-    fn insert(&self, key: Key, cached: Cached, now: i64) {
-        let mut shard = self.shard(&key);
-        let slot = Slot {
-            cached,
-            referenced: false,
-        };
-        if let Some(held) = shard.entries.get_mut(&key) {
-            *held = slot;
-            return;
-        }
-        // A full cache makes room in this shard first; each insert takes
-        // its place in the count before it looks, so racing inserts into
-        // other shards never take the total past the capacity.
-        if self.len.fetch_add(1, Ordering::Relaxed) >= self.capacity {
-            let evicted = shard.evict_one(now);
-            // The evicted entry's place, or our own when there was none.
-            self.len.fetch_sub(1, Ordering::Relaxed);
-            if !evicted {
-                return;
-            }
-        }
-        shard.entries.insert(key, slot);
     }
 
     /// The entry for `key` from `verify`, run once for all who ask at the
@@ -133,79 +50,24 @@ impl Cache {
     where
         F: Future<Output = Result<Cached, TokenError>>,
     {
-        let cell = self
-            .running
-            .lock()
-            .expect("cache lock")
-            .entry(key)
-            .or_default()
-            .clone();
-        // Removes the entry even when the caller gives up (deadline): a
-        // waiter still holding the cell runs the verification itself.
-        let _running = Running {
-            cache: self,
-            key,
-            cell: &cell,
-        };
-        cell.get_or_init(|| async {
-            let result = verify.await;
-            if let Ok(cached) = &result {
-                self.insert(key, cached.clone(), now);
-            }
-            result
-        })
-        .await
-        .clone()
+        self.0
+            .get_or_fill(key, millis(now), async {
+                let cached = verify.await?;
+                let until = millis(cached.until);
+                Ok((cached, until))
+            })
+            .await
     }
 
     /// Entries held, expired ones not yet evicted included.
     pub(super) fn len(&self) -> usize {
-        self.len.load(Ordering::Relaxed)
+        self.0.len()
     }
 }
 
-impl Shard {
-    /// CLOCK: drops the first entry at or after the hand that is expired
-    /// or was not read since the hand last passed (read ones get another
-    /// round); false when the shard is empty.
-    fn evict_one(&mut self, now: i64) -> bool {
-        for _ in 0..=2 * self.entries.len() {
-            if self.hand >= self.entries.len() {
-                self.hand = 0;
-            }
-            let Some((_, slot)) = self.entries.get_index_mut(self.hand) else {
-                return false;
-            };
-            if slot.referenced && slot.cached.expires_at > now {
-                slot.referenced = false;
-                self.hand += 1;
-            } else {
-                // The last entry moves to the hand; it is looked at next.
-                self.entries.swap_remove_index(self.hand);
-                return true;
-            }
-        }
-        false
-    }
-}
-
-/// A verification in progress, forgotten when its caller is done.
-struct Running<'a> {
-    cache: &'a Cache,
-    key: Key,
-    cell: &'a Verification,
-}
-
-impl Drop for Running<'_> {
-    fn drop(&mut self) {
-        let mut running = self.cache.running.lock().expect("cache lock");
-        if running
-            .get(&self.key)
-            .is_some_and(|c| Arc::ptr_eq(c, self.cell))
-        {
-            running.remove(&self.key);
-        }
-    }
+/// Unix seconds as the cache's clock; before 1970 is 0.
+fn millis(unix_secs: i64) -> u64 {
+    u64::try_from(unix_secs).unwrap_or(0).saturating_mul(1000)
 }
 
 /// A cache entry. Memory is what bounds the cache (100k entries by
@@ -218,7 +80,7 @@ pub(super) struct Cached {
     /// The kept claims, a JSON object.
     claims: Box<str>,
     /// Served until then (Unix seconds): see [`serve_until`].
-    expires_at: i64,
+    until: i64,
     key: KeyFingerprint,
 }
 
@@ -229,13 +91,13 @@ impl Cached {
         keep: KeptClaims,
         key: KeyFingerprint,
     ) -> Self {
-        let expires_at = serve_until(&issuer, &claims);
+        let until = serve_until(&issuer, &claims);
         let claims = kept(&issuer, claims, keep);
         Self {
             claims: serde_json::to_string(&claims)
                 .expect("claims serialize")
                 .into_boxed_str(),
-            expires_at,
+            until,
             issuer,
             key,
         }
@@ -252,14 +114,11 @@ impl Cached {
         token
     }
 
-    /// Whether a hit may be served: `Ok(false)` when the entry ended (its
-    /// time is up, or the IdP withdrew the key that verified it, so the
-    /// token must be checked again), an error when the issuer's keys went
-    /// stale, which bounds hits exactly as it bounds fresh checks.
-    pub(super) fn servable(&self, now: i64) -> Result<bool, TokenError> {
-        if self.expires_at <= now {
-            return Ok(false);
-        }
+    /// Whether a hit whose time is not up may be served: `Ok(false)` when
+    /// the IdP withdrew the key that verified it (the token must be checked
+    /// again), an error when the issuer's keys went stale, which bounds
+    /// hits exactly as it bounds fresh checks.
+    fn servable(&self) -> Result<bool, TokenError> {
         let Some(keys) = self.issuer.keys.current() else {
             return Ok(false);
         };
@@ -305,32 +164,12 @@ pub(super) fn cache_key(token: &str, keep: KeptClaims) -> Key {
     h.finalize().into()
 }
 
-/// The claims at `keep`'s paths, plus `sub`, `exp` and the scope claim, such
-/// that [`lookup`] answers every kept path on them exactly as on all the
-/// claims. A path with one reading is stored under its whole name (lookup
-/// tries the whole name first). A path the token answers two ways keeps
-/// every top-level claim any reading starts from, so the ambiguity, and
-/// the denial it causes, survive the cache.
+/// The claims a cached token keeps: those at `keep`'s paths, plus `sub`,
+/// `exp`, the scope claim, what revocations select on and the certificate
+/// binding ([`crate::claims::CACHED_ALWAYS`]).
 fn kept(issuer: &Issuer, claims: Map<String, Value>, keep: KeptClaims) -> Map<String, Value> {
-    let Some(paths) = keep else {
-        return claims;
-    };
-    let always = ["sub", "exp", issuer.config.scope_claim.as_str()];
-    let mut out = Map::new();
-    for path in always.into_iter().chain(paths.iter().map(String::as_str)) {
-        match lookup(&claims, path) {
-            Ok(Some(v)) => {
-                out.insert(path.to_owned(), v.clone());
-            }
-            Ok(None) => {}
-            Err(_) => {
-                for root in roots(path) {
-                    if let Some(v) = claims.get(root) {
-                        out.insert(root.to_owned(), v.clone());
-                    }
-                }
-            }
-        }
+    match keep {
+        None => claims,
+        Some(paths) => crate::claims::kept(&claims, &issuer.config.scope_claim, paths),
     }
-    out
 }

@@ -26,6 +26,8 @@ pub enum TokenError {
     NoIssuer,
     #[error("unknown issuer {0:?}")]
     UnknownIssuer(String),
+    #[error("issuer {0:?} does not accept JWTs (its token_types has no \"jwt\")")]
+    JwtNotAccepted(String),
     #[error("keys unavailable for issuer {0:?}")]
     KeysUnavailable(String),
     #[error("no key with kid {kid:?} for issuer {issuer:?}")]
@@ -67,7 +69,7 @@ impl TokenError {
             AlgNone | UnsupportedAlg(_) | AlgNotAllowed { .. } | ForbiddenHeader(_) => {
                 ReasonClass::TokenAlgorithm
             }
-            NoIssuer | UnknownIssuer(_) => ReasonClass::UnknownIssuer,
+            NoIssuer | UnknownIssuer(_) | JwtNotAccepted(_) => ReasonClass::UnknownIssuer,
             KeysUnavailable(_) | StaleKeys { .. } => ReasonClass::KeysUnavailable,
             UnknownKid { .. } | KeyMismatch(_) | AmbiguousKey(_) => ReasonClass::UnknownKey,
             BadSignature => ReasonClass::BadSignature,

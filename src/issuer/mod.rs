@@ -22,7 +22,7 @@ pub use local::{jwks, LocalKey, LocalKeyError};
 pub use token::VerifiedToken;
 
 use crate::clock::now_unix;
-use crate::config::{Config, IssuerConfig};
+use crate::config::{Config, IssuerConfig, TokenType};
 
 /// Retry interval for an issuer whose keys were never loaded.
 const NO_KEYS_RETRY: Duration = Duration::from_secs(2);
@@ -48,7 +48,8 @@ pub struct Issuers {
 
 /// Which claims a verified token keeps: `None` keeps them all; a policy
 /// passes the claim paths it reads ([`crate::policy::Policy::claims_read`]).
-/// `sub`, `exp` and the issuer's scope claim are always kept.
+/// `sub`, `exp`, the issuer's scope claim and the claims revocations select
+/// on are always kept.
 pub type KeptClaims<'a> = Option<&'a Arc<[String]>>;
 
 /// A bearer token as presented, without the ASCII whitespace around it that
@@ -94,8 +95,20 @@ impl Issuers {
         self.list.iter()
     }
 
+    /// The issuers that accept JWTs: those with keys to fetch and watch.
+    pub fn with_keys(&self) -> impl Iterator<Item = &Arc<Issuer>> {
+        self.list
+            .iter()
+            .filter(|i| i.config.accepts(TokenType::Jwt))
+    }
+
     pub fn names(&self) -> Vec<String> {
         self.list.iter().map(|i| i.config.name.clone()).collect()
+    }
+
+    /// The issuer a verified token's `issuer` (config name) refers to.
+    pub fn by_name(&self, name: &str) -> Option<&Arc<Issuer>> {
+        self.list.iter().find(|i| i.config.name == name)
     }
 
     pub fn by_iss(&self, iss: &str) -> Option<&Arc<Issuer>> {
@@ -105,7 +118,7 @@ impl Issuers {
     /// Loads every issuer's keys once. Failures are returned per issuer and
     /// do not stop the others: a dead IdP only affects its own tokens.
     pub async fn load_all(&self) -> Vec<(String, Result<usize, JwksError>)> {
-        let loads = self.list.iter().map(|i| async move {
+        let loads = self.with_keys().map(|i| async move {
             (
                 i.config.name.clone(),
                 i.keys.refresh().await.map(|s| s.len()),
@@ -118,7 +131,7 @@ impl Issuers {
     /// issuer with no keys at all is retried sooner, so recovery from an
     /// outage at startup does not wait a whole refresh interval.
     pub fn spawn_refresh(&self, tasks: &mut tokio::task::JoinSet<()>) {
-        for issuer in &self.list {
+        for issuer in self.with_keys() {
             let issuer = issuer.clone();
             let every: Duration = issuer.config.jwks_refresh;
             tasks.spawn(async move {
@@ -168,6 +181,9 @@ impl Issuers {
                 let issuer = self
                     .by_iss(&header.iss)
                     .ok_or_else(|| TokenError::UnknownIssuer(header::truncate(&header.iss)))?;
+                if !issuer.config.accepts(TokenType::Jwt) {
+                    return Err(TokenError::JwtNotAccepted(issuer.config.name.clone()));
+                }
                 let (claims, fingerprint) = issuer.verify(token, &header).await?;
                 Ok::<_, TokenError>(cache::Cached::new(
                     issuer.clone(),

@@ -10,7 +10,7 @@ use serde_spanned::Spanned;
 use super::file::{Patterns, PermissionSetFile, PolicyFile, RuleFile, ScopeMappingFile};
 use super::{
     claims_read, Known, PermissionSet, Policy, Rule, ScopeMapping, SubjectTemplate,
-    TemplatePermission, CONNECTION_TYPES, DEFAULT_TTL,
+    TemplatePermission, CERTIFICATE_ISSUER, CONNECTION_TYPES, DEFAULT_TTL,
 };
 use crate::location::{LocatedError, Location};
 use crate::protocol::ResponsePermission;
@@ -63,7 +63,7 @@ impl Compiler<'_> {
                         }
                     }
                     if t.first_token_templated() {
-                        self.warn(s, format!("{t:?} puts a claim in the first subject token: the IdP then chooses the subject space (values starting with `$` or equal to `_INBOX` are refused); prefer a literal first token"));
+                        self.warn(s, format!("{:?} puts a claim in the first subject token: the IdP then chooses the subject space (values starting with `$` or equal to `_INBOX` are refused); prefer a literal first token", t.to_string()));
                     }
                     out.push(t)
                 }
@@ -142,11 +142,11 @@ impl Compiler<'_> {
     ) -> Rule {
         let r = spanned.get_ref();
         if let (Some(known), Some(issuer)) = (self.known.issuers, &r.issuer) {
-            if !known.contains(issuer.get_ref()) {
+            if !known.contains(issuer.get_ref()) && issuer.get_ref() != CERTIFICATE_ISSUER {
                 self.error(
                     issuer,
                     format!(
-                        "rule {:?}: unknown issuer {:?} (the config defines: {})",
+                        "rule {:?}: unknown issuer {:?} (the config defines: {}; \"{CERTIFICATE_ISSUER}\" names certificate-only connections)",
                         r.name,
                         issuer.get_ref(),
                         known.join(", ")
@@ -213,6 +213,11 @@ impl Compiler<'_> {
             }
             claims.push((name.clone(), list));
         }
+        if let Some(c) = &r.certificate {
+            for w in c.get_ref().warnings() {
+                self.warn(c, format!("rule {:?}: {w}", r.name));
+            }
+        }
         let scope_permissions = r
             .scope_permissions
             .as_ref()
@@ -250,6 +255,7 @@ impl Compiler<'_> {
                 .map(|t| t.get_ref().clone())
                 .collect(),
             source_cidrs: cidrs,
+            certificate: r.certificate.as_ref().map(|c| c.get_ref().clone()),
             scope_permissions,
         }
     }
@@ -307,7 +313,8 @@ impl Compiler<'_> {
                 && r.scopes.is_empty()
                 && r.claims.is_empty()
                 && r.connection_types.is_empty()
-                && r.source_cidrs.is_empty();
+                && r.source_cidrs.is_empty()
+                && r.certificate.is_none();
             if !unconditional {
                 continue;
             }

@@ -82,6 +82,7 @@ pub(super) struct RuleFile {
     #[serde(default)]
     pub(super) source_cidrs: Vec<Spanned<String>>,
     pub(super) scope_permissions: Option<Spanned<ScopeMappingFile>>,
+    pub(super) certificate: Option<Spanned<crate::certificate::CertificateCondition>>,
 }
 
 #[derive(Deserialize)]

@@ -6,21 +6,26 @@
 
 mod compile;
 mod file;
+mod grant;
+mod rule;
 mod template;
 
 use std::collections::HashMap;
-use std::net::IpAddr;
 use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
-use ipnet::IpNet;
 use serde_json::{Map, Value};
 
+pub use grant::{Explanation, Origin, RuleTrace};
 pub use template::{InterpolationError, SubjectTemplate};
 
-use crate::claims::{lookup, value_matches, Ambiguous};
-use crate::subject::{subject_within, validate_subject};
+use grant::{close_empty, Collector, Trace};
+use rule::{Miss, Rule};
+
+use crate::certificate::ClientCertificate;
+pub use crate::certificate::CERTIFICATE_ISSUER;
+use crate::claims::Ambiguous;
 
 use crate::location::LocatedError;
 use crate::protocol::{Permission, ResponsePermission};
@@ -62,20 +67,6 @@ struct PermissionSet {
     publish: TemplatePermission,
     subscribe: TemplatePermission,
     resp: Option<ResponsePermission>,
-}
-
-#[derive(Debug, Clone)]
-struct Rule {
-    name: String,
-    issuer: Option<String>,
-    scopes: Vec<String>,
-    claims: Vec<(String, Vec<String>)>,
-    grant: Vec<String>,
-    account: Option<String>,
-    ttl: Option<Duration>,
-    connection_types: Vec<String>,
-    source_cidrs: Vec<IpNet>,
-    scope_permissions: Option<ScopeMapping>,
 }
 
 /// Scopes that name subjects (`nats:pub:orders.*`), kept only where a
@@ -127,6 +118,8 @@ pub struct Identity<'a> {
 pub struct Connection<'a> {
     pub conn_type: Option<&'a str>,
     pub host: Option<&'a str>,
+    /// The client certificate the server verified, if any.
+    pub certificate: Option<&'a ClientCertificate>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
@@ -207,6 +200,19 @@ impl Policy {
         &self.claims_read
     }
 
+    /// Whether any rule or subject reads the client certificate.
+    pub fn reads_certificates(&self) -> bool {
+        self.rules
+            .iter()
+            .any(|r| r.certificate.is_some() || r.issuer.as_deref() == Some(CERTIFICATE_ISSUER))
+            || self.sets.values().any(|s| {
+                [&s.publish, &s.subscribe]
+                    .into_iter()
+                    .flat_map(|p| p.allow.iter().chain(&p.deny))
+                    .any(SubjectTemplate::reads_certificate)
+            })
+    }
+
     /// Every account a grant can name.
     pub fn accounts(&self) -> Vec<&str> {
         let mut out: Vec<&str> = self.default_account.iter().map(String::as_str).collect();
@@ -284,10 +290,16 @@ impl Policy {
             for set_name in &rule.grant {
                 let set = &self.sets[set_name];
                 let via = format!("permission set {set_name:?}");
-                out.grant_set(&rule.name, &via, set, who.claims)?;
+                out.grant_set(&rule.name, &via, set, who.claims, conn.certificate)?;
             }
             if let Some(mapping) = &rule.scope_permissions {
-                out.grant_scopes(&rule.name, mapping, &self.sets[&mapping.ceiling], who)?;
+                out.grant_scopes(
+                    &rule.name,
+                    mapping,
+                    &self.sets[&mapping.ceiling],
+                    who,
+                    conn.certificate,
+                )?;
             }
         }
         let mut permissions = out.permissions;
@@ -321,220 +333,6 @@ fn claims_read(sets: &HashMap<String, PermissionSet>, rules: &[Rule]) -> Arc<[St
     paths.sort();
     paths.dedup();
     paths.into()
-}
-
-/// Why one rule matched or not.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct RuleTrace {
-    pub rule: String,
-    pub matched: bool,
-    pub reason: Option<String>,
-}
-
-/// One granted subject and what granted it.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Origin {
-    /// `pub.allow`, `pub.deny`, `sub.allow` or `sub.deny`.
-    pub list: &'static str,
-    pub subject: String,
-    pub rule: String,
-    pub via: String,
-}
-
-#[derive(Debug, Default)]
-struct Trace {
-    rules: Vec<RuleTrace>,
-    origins: Vec<Origin>,
-}
-
-/// The result of [`Policy::explain`].
-#[derive(Debug)]
-pub struct Explanation {
-    pub rules: Vec<RuleTrace>,
-    pub origins: Vec<Origin>,
-    pub result: Result<Grant, Denial>,
-}
-
-/// Accumulates the union of grants, recording origins when tracing.
-struct Collector<'t> {
-    permissions: Permissions,
-    trace: Option<&'t mut Trace>,
-}
-
-impl Collector<'_> {
-    fn add(&mut self, list: &'static str, subject: String, rule: &str, via: &str) {
-        if let Some(t) = self.trace.as_deref_mut() {
-            t.origins.push(Origin {
-                list,
-                subject: subject.clone(),
-                rule: rule.to_owned(),
-                via: via.to_owned(),
-            });
-        }
-        let p = &mut self.permissions;
-        let dest = match list {
-            "pub.allow" => &mut p.publish.allow,
-            "pub.deny" => &mut p.publish.deny,
-            "sub.allow" => &mut p.subscribe.allow,
-            _ => &mut p.subscribe.deny,
-        };
-        if !dest.contains(&subject) {
-            dest.push(subject);
-        }
-    }
-
-    fn grant_set(
-        &mut self,
-        rule: &str,
-        via: &str,
-        set: &PermissionSet,
-        claims: &Map<String, Value>,
-    ) -> Result<(), InterpolationError> {
-        for (list, templates) in [
-            ("pub.allow", &set.publish.allow),
-            ("pub.deny", &set.publish.deny),
-            ("sub.allow", &set.subscribe.allow),
-            ("sub.deny", &set.subscribe.deny),
-        ] {
-            for t in templates {
-                self.add(list, t.render(claims)?, rule, via);
-            }
-        }
-        if let Some(r) = set.resp {
-            let merged = self
-                .permissions
-                .resp
-                .get_or_insert(ResponsePermission { max: 0, ttl: 0 });
-            merged.max = merged.max.max(r.max);
-            merged.ttl = merged.ttl.max(r.ttl);
-        }
-        Ok(())
-    }
-
-    /// Subjects named by scopes, each kept only if the ceiling allows it;
-    /// the ceiling's deny lists always apply.
-    fn grant_scopes(
-        &mut self,
-        rule: &str,
-        mapping: &ScopeMapping,
-        ceiling: &PermissionSet,
-        who: &Identity,
-    ) -> Result<(), InterpolationError> {
-        let directions = [
-            (
-                &mapping.pub_prefix,
-                &ceiling.publish,
-                "pub.allow",
-                "pub.deny",
-            ),
-            (
-                &mapping.sub_prefix,
-                &ceiling.subscribe,
-                "sub.allow",
-                "sub.deny",
-            ),
-        ];
-        for (prefix, bounds, allow_list, deny_list) in directions {
-            let Some(prefix) = prefix else { continue };
-            let allowed: Vec<String> = bounds
-                .allow
-                .iter()
-                .map(|t| t.render(who.claims))
-                .collect::<Result<_, _>>()?;
-            let mut any = false;
-            for scope in who.scopes {
-                let Some(subject) = scope.strip_prefix(prefix.as_str()) else {
-                    continue;
-                };
-                if validate_subject(subject).is_ok()
-                    && allowed.iter().any(|c| subject_within(subject, c))
-                {
-                    any = true;
-                    let via = format!("scope {scope:?} within ceiling {:?}", mapping.ceiling);
-                    self.add(allow_list, subject.to_owned(), rule, &via);
-                }
-            }
-            if any {
-                let via = format!("ceiling {:?}", mapping.ceiling);
-                for t in &bounds.deny {
-                    self.add(deny_list, t.render(who.claims)?, rule, &via);
-                }
-            }
-        }
-        Ok(())
-    }
-}
-
-/// nats-server reads a direction with no allow list as unrestricted, so a
-/// grant of nothing is written as an explicit deny of everything.
-fn close_empty(p: &mut Permission) {
-    if p.allow.is_empty() {
-        p.deny = vec![">".to_owned()];
-    }
-}
-
-/// Why a rule does not match: the first condition it fails, or a claim it
-/// reads that the token answers two ways (which denies the whole decision).
-#[derive(Debug)]
-enum Miss {
-    No(String),
-    Ambiguous(Ambiguous),
-}
-
-impl std::fmt::Display for Miss {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            Miss::No(reason) => f.write_str(reason),
-            Miss::Ambiguous(a) => a.fmt(f),
-        }
-    }
-}
-
-impl From<String> for Miss {
-    fn from(reason: String) -> Self {
-        Miss::No(reason)
-    }
-}
-
-impl Rule {
-    /// `Ok` when the rule matches, else the first reason it does not.
-    fn check(&self, who: &Identity, conn: &Connection) -> Result<(), Miss> {
-        if let Some(i) = self.issuer.as_deref().filter(|i| *i != who.issuer) {
-            return Err(format!("issuer is {:?}, rule wants {i:?}", who.issuer).into());
-        }
-        if let Some(s) = self.scopes.iter().find(|s| !who.scopes.contains(s)) {
-            return Err(format!("scope {s:?} not granted").into());
-        }
-        for (name, patterns) in &self.claims {
-            match lookup(who.claims, name).map_err(Miss::Ambiguous)? {
-                None => return Err(format!("claim {name:?} is missing").into()),
-                Some(v) if !patterns.iter().any(|p| value_matches(v, p)) => {
-                    return Err(format!("claim {name:?} does not match {patterns:?}").into())
-                }
-                Some(_) => {}
-            }
-        }
-        if !self.connection_types.is_empty() {
-            match conn.conn_type {
-                Some(t) if self.connection_types.iter().any(|c| c == t) => {}
-                Some(t) => {
-                    return Err(
-                        format!("connection type {t:?} not in {:?}", self.connection_types).into(),
-                    )
-                }
-                None => return Err(Miss::No("connection type unknown".into())),
-            }
-        }
-        if !self.source_cidrs.is_empty() {
-            let Some(ip) = conn.host.and_then(|h| h.parse::<IpAddr>().ok()) else {
-                return Err(Miss::No("client address unknown".into()));
-            };
-            if !self.source_cidrs.iter().any(|n| n.contains(&ip)) {
-                return Err(format!("client address {ip} not in the rule's source_cidrs").into());
-            }
-        }
-        Ok(())
-    }
 }
 
 /// Serializable view of the grant, used by `check`'s JSON.

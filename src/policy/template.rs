@@ -6,6 +6,7 @@ use std::fmt;
 
 use serde_json::Value;
 
+use crate::certificate::{ClientCertificate, FieldError, TEMPLATE_FIELDS};
 use crate::claims::{lookup, Ambiguous};
 use crate::subject::{is_plain_token, is_reserved_first_token, validate_subject};
 
@@ -13,6 +14,8 @@ use crate::subject::{is_plain_token, is_reserved_first_token, validate_subject};
 enum Piece {
     Literal(String),
     Claim(String),
+    /// A field of the connection's verified client certificate.
+    Cert(String),
 }
 
 /// A subject pattern as written in the policy.
@@ -35,6 +38,10 @@ pub enum InterpolationError {
     Ambiguous(#[from] Ambiguous),
     #[error("claim {0:?} would start the subject with reserved subject space ($… or _INBOX)")]
     ReservedFirstToken(String),
+    #[error("{0}")]
+    Certificate(#[from] FieldError),
+    #[error("certificate field {0:?} is not a valid subject token")]
+    CertificateNotAToken(String),
 }
 
 impl SubjectTemplate {
@@ -50,8 +57,19 @@ impl SubjectTemplate {
                 .find('}')
                 .ok_or_else(|| format!("unclosed '{{' in subject {source:?}"))?;
             let inner = &after[..close];
+            if let Some(field) = inner.strip_prefix("cert.") {
+                if !TEMPLATE_FIELDS.contains(&field) {
+                    return Err(format!(
+                        "placeholder {{{inner}}} in {source:?}: certificate fields are {}",
+                        TEMPLATE_FIELDS.join(", ")
+                    ));
+                }
+                pieces.push(Piece::Cert(field.to_owned()));
+                rest = &after[close + 1..];
+                continue;
+            }
             let name = inner.strip_prefix("claim.").ok_or_else(|| {
-                format!("placeholder {{{inner}}} in {source:?} must be {{claim.NAME}}")
+                format!("placeholder {{{inner}}} in {source:?} must be {{claim.NAME}} or {{cert.FIELD}}")
             })?;
             if name.is_empty() || name.contains(['{', '}']) {
                 return Err(format!(
@@ -70,7 +88,14 @@ impl SubjectTemplate {
         let first_token_templated = pieces
             .iter()
             .take_while(|p| !matches!(p, Piece::Literal(l) if l.contains('.')))
-            .any(|p| matches!(p, Piece::Claim(_)));
+            .any(|p| !matches!(p, Piece::Literal(_)));
+        if first_token_templated
+            && matches!(pieces.first(), Some(Piece::Literal(l)) if l.starts_with('$'))
+        {
+            return Err(format!(
+                "subject {source:?} starts with `$` and a placeholder in its first token: it always renders into reserved subject space, so every user would be denied; keep placeholders out of a `$` token"
+            ));
+        }
         let template = Self {
             source: source.to_owned(),
             pieces,
@@ -78,8 +103,10 @@ impl SubjectTemplate {
         };
         // A placeholder stands for one plain token, so "x" is a faithful
         // stand-in when checking the shape of the whole subject.
-        validate_subject(&template.render_with(|_| Ok::<_, String>("x".to_owned()))?)
-            .map_err(|e| format!("invalid subject {source:?}: {e}"))?;
+        validate_subject(
+            &template.render_with(|_| Ok::<_, String>("x".to_owned()), |_| Ok("x".to_owned()))?,
+        )
+        .map_err(|e| format!("invalid subject {source:?}: {e}"))?;
         template.check_placeholders_are_whole_or_partial_tokens()?;
         Ok(template)
     }
@@ -87,8 +114,8 @@ impl SubjectTemplate {
     /// Placeholders may not sit inside a wildcard token (`*{claim.x}`).
     fn check_placeholders_are_whole_or_partial_tokens(&self) -> Result<(), String> {
         let joined = self.pieces.windows(2).any(|w| match w {
-            [Piece::Literal(l), Piece::Claim(_)] => l.ends_with(['*', '>']),
-            [Piece::Claim(_), Piece::Literal(l)] => l.starts_with(['*', '>']),
+            [Piece::Literal(l), Piece::Claim(_) | Piece::Cert(_)] => l.ends_with(['*', '>']),
+            [Piece::Claim(_) | Piece::Cert(_), Piece::Literal(l)] => l.starts_with(['*', '>']),
             _ => false,
         });
         if joined {
@@ -103,8 +130,13 @@ impl SubjectTemplate {
     pub fn claims(&self) -> impl Iterator<Item = &str> {
         self.pieces.iter().filter_map(|p| match p {
             Piece::Claim(c) => Some(c.as_str()),
-            Piece::Literal(_) => None,
+            Piece::Literal(_) | Piece::Cert(_) => None,
         })
+    }
+
+    /// Whether it reads the client certificate.
+    pub fn reads_certificate(&self) -> bool {
+        self.pieces.iter().any(|p| matches!(p, Piece::Cert(_)))
     }
 
     /// Whether a placeholder sits in the first subject token (`validate`
@@ -113,41 +145,68 @@ impl SubjectTemplate {
         self.first_token_templated
     }
 
-    /// Fills every placeholder from the token's claims.
+    /// Fills every placeholder from the token's claims and the verified
+    /// client certificate (when the connection has one).
     pub fn render(
         &self,
         claims: &serde_json::Map<String, Value>,
+        cert: Option<&ClientCertificate>,
     ) -> Result<String, InterpolationError> {
-        let subject = self.render_with(|name| {
-            let value = lookup(claims, name)?
-                .ok_or_else(|| InterpolationError::Missing(name.to_owned()))?;
-            let text = match value {
-                Value::String(s) => s.clone(),
-                Value::Number(n) if n.is_i64() || n.is_u64() => n.to_string(),
-                _ => return Err(InterpolationError::NotAToken(name.to_owned())),
-            };
-            if is_plain_token(&text) {
-                Ok(text)
-            } else {
-                Err(InterpolationError::NotAToken(name.to_owned()))
-            }
-        })?;
+        let subject = self.render_with(
+            |name| {
+                let value = lookup(claims, name)?
+                    .ok_or_else(|| InterpolationError::Missing(name.to_owned()))?;
+                let text = match value {
+                    Value::String(s) => s.clone(),
+                    Value::Number(n) if n.is_i64() || n.is_u64() => n.to_string(),
+                    _ => return Err(InterpolationError::NotAToken(name.to_owned())),
+                };
+                if is_plain_token(&text) {
+                    Ok(text)
+                } else {
+                    Err(InterpolationError::NotAToken(name.to_owned()))
+                }
+            },
+            |field| {
+                let cert =
+                    cert.ok_or_else(|| FieldError::Missing("verified client certificate".into()))?;
+                let text = cert.field(field)?;
+                if is_plain_token(&text) {
+                    Ok(text)
+                } else {
+                    Err(InterpolationError::CertificateNotAToken(field.to_owned()))
+                }
+            },
+        )?;
         if self.first_token_templated {
             let first = subject.split('.').next().unwrap_or_default();
             if is_reserved_first_token(first) {
-                let claim = self.claims().next().unwrap_or_default();
-                return Err(InterpolationError::ReservedFirstToken(claim.to_owned()));
+                let name = self
+                    .pieces
+                    .iter()
+                    .find_map(|p| match p {
+                        Piece::Claim(c) => Some(c.clone()),
+                        Piece::Cert(f) => Some(format!("cert.{f}")),
+                        Piece::Literal(_) => None,
+                    })
+                    .unwrap_or_default();
+                return Err(InterpolationError::ReservedFirstToken(name));
             }
         }
         Ok(subject)
     }
 
-    fn render_with<E>(&self, mut fill: impl FnMut(&str) -> Result<String, E>) -> Result<String, E> {
+    fn render_with<E>(
+        &self,
+        mut claim: impl FnMut(&str) -> Result<String, E>,
+        mut cert: impl FnMut(&str) -> Result<String, E>,
+    ) -> Result<String, E> {
         let mut out = String::with_capacity(self.source.len());
         for piece in &self.pieces {
             match piece {
                 Piece::Literal(l) => out.push_str(l),
-                Piece::Claim(c) => out.push_str(&fill(c)?),
+                Piece::Claim(c) => out.push_str(&claim(c)?),
+                Piece::Cert(f) => out.push_str(&cert(f)?),
             }
         }
         Ok(out)
@@ -173,7 +232,7 @@ mod tests {
     fn renders_claims_including_nested_paths() {
         let t = SubjectTemplate::parse("tenant.{claim.org.id}.{claim.sub}.>").unwrap();
         let c = claims(json!({"sub": "alice", "org": {"id": 42}}));
-        assert_eq!(t.render(&c).unwrap(), "tenant.42.alice.>");
+        assert_eq!(t.render(&c, None).unwrap(), "tenant.42.alice.>");
         assert_eq!(t.claims().collect::<Vec<_>>(), vec!["org.id", "sub"]);
     }
 
@@ -181,17 +240,26 @@ mod tests {
     fn wildcards_and_dots_in_claims_are_refused() {
         let t = SubjectTemplate::parse("svc.{claim.sub}.>").unwrap();
         for bad in ["x.>", "*", ">", "a.b", "", "a b", "tab\t", "nl\n"] {
-            let err = t.render(&claims(json!({ "sub": bad }))).unwrap_err();
+            let err = t.render(&claims(json!({ "sub": bad })), None).unwrap_err();
             assert_eq!(err, InterpolationError::NotAToken("sub".into()), "{bad:?}");
         }
         let long = "a".repeat(crate::subject::MAX_TOKEN_BYTES + 1);
-        assert!(t.render(&claims(json!({ "sub": long }))).is_err());
-        assert!(t.render(&claims(json!({ "sub": ["a"] }))).is_err());
-        assert!(t.render(&claims(json!({ "sub": true }))).is_err());
+        assert!(t.render(&claims(json!({ "sub": long })), None).is_err());
+        assert!(t.render(&claims(json!({ "sub": ["a"] })), None).is_err());
+        assert!(t.render(&claims(json!({ "sub": true })), None).is_err());
         assert_eq!(
-            t.render(&claims(json!({}))).unwrap_err(),
+            t.render(&claims(json!({})), None).unwrap_err(),
             InterpolationError::Missing("sub".into())
         );
+    }
+
+    #[test]
+    fn a_dollar_first_token_with_a_placeholder_is_refused_at_load() {
+        for bad in ["${claim.x}.a", "$JS{claim.x}.API", "${cert.cn}"] {
+            let e = SubjectTemplate::parse(bad).unwrap_err();
+            assert!(e.contains("reserved subject space"), "{bad}: {e}");
+        }
+        assert!(SubjectTemplate::parse("$JS.API.CONSUMER.INFO.S.{claim.sub}").is_ok());
     }
 
     #[test]
@@ -199,7 +267,9 @@ mod tests {
         let t = SubjectTemplate::parse("{claim.tenant}.>").unwrap();
         assert!(t.first_token_templated());
         for bad in ["$SYS", "$JS", "$KV", "$G", "_INBOX"] {
-            let err = t.render(&claims(json!({ "tenant": bad }))).unwrap_err();
+            let err = t
+                .render(&claims(json!({ "tenant": bad })), None)
+                .unwrap_err();
             assert_eq!(
                 err,
                 InterpolationError::ReservedFirstToken("tenant".into()),
@@ -207,18 +277,19 @@ mod tests {
             );
         }
         assert_eq!(
-            t.render(&claims(json!({"tenant": "acme"}))).unwrap(),
+            t.render(&claims(json!({"tenant": "acme"})), None).unwrap(),
             "acme.>"
         );
         assert_eq!(
-            t.render(&claims(json!({"tenant": "_INBOX_acme"}))).unwrap(),
+            t.render(&claims(json!({"tenant": "_INBOX_acme"})), None)
+                .unwrap(),
             "_INBOX_acme.>"
         );
         // A literal prefix in the first token keeps it out of reserved space.
         let t = SubjectTemplate::parse("t-{claim.tenant}.>").unwrap();
         assert!(t.first_token_templated());
         assert_eq!(
-            t.render(&claims(json!({"tenant": "$SYS"}))).unwrap(),
+            t.render(&claims(json!({"tenant": "$SYS"})), None).unwrap(),
             "t-$SYS.>"
         );
         for later in ["tenant.{claim.tenant}.>", "_INBOX.{claim.sub}.>"] {
@@ -231,7 +302,7 @@ mod tests {
     fn an_ambiguous_claim_is_not_interpolated() {
         let t = SubjectTemplate::parse("a.{claim.org.id}").unwrap();
         let err = t
-            .render(&claims(json!({"org.id": "x", "org": {"id": "y"}})))
+            .render(&claims(json!({"org.id": "x", "org": {"id": "y"}})), None)
             .unwrap_err();
         assert!(matches!(err, InterpolationError::Ambiguous(_)), "{err:?}");
     }

@@ -326,12 +326,17 @@ grant = ["p"]
     let conn = |t, h| Connection {
         conn_type: Some(t),
         host: Some(h),
+        certificate: None,
     };
     assert!(p.evaluate(&who, &conn("websocket", "10.1.2.3")).is_ok());
-    assert!(p.evaluate(&who, &conn("nats", "10.1.2.3")).is_err());
-    assert!(p.evaluate(&who, &conn("websocket", "192.168.1.1")).is_err());
-    assert!(p.evaluate(&who, &conn("websocket", "not-an-ip")).is_err());
-    assert!(p.evaluate(&who, &Connection::default()).is_err());
+    for (label, c) in [
+        ("another type", conn("nats", "10.1.2.3")),
+        ("outside the range", conn("websocket", "192.168.1.1")),
+        ("no address", conn("websocket", "not-an-ip")),
+        ("unknown connection", Connection::default()),
+    ] {
+        assert_eq!(p.evaluate(&who, &c).err(), Some(Denial::NoRule), "{label}");
+    }
 }
 
 #[test]
@@ -481,7 +486,12 @@ fn an_ambiguous_claim_denies_with_its_name() {
         },
         &Connection::default(),
     );
-    assert!(trace.result.is_err());
+    assert_eq!(
+        trace.result.as_ref().map_err(Denial::class).err(),
+        Some(ReasonClass::ClaimAmbiguous),
+        "{:?}",
+        trace.result
+    );
     assert!(trace.rules[0]
         .reason
         .as_deref()

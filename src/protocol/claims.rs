@@ -227,6 +227,30 @@ pub struct AccountLimits {
     pub wildcards: bool,
     pub conn: i64,
     pub leaf: i64,
+    /// JetStream for the account; absent means off.
+    #[serde(flatten, skip_serializing_if = "Option::is_none")]
+    pub jetstream: Option<JetStreamLimits>,
+}
+
+/// nats-io/jwt's JetStream limits (flattened into an account's `limits`);
+/// any non-zero storage turns JetStream on for the account.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct JetStreamLimits {
+    pub mem_storage: i64,
+    pub disk_storage: i64,
+    pub streams: i64,
+    pub consumer: i64,
+}
+
+impl JetStreamLimits {
+    pub fn unlimited() -> Self {
+        Self {
+            mem_storage: -1,
+            disk_storage: -1,
+            streams: -1,
+            consumer: -1,
+        }
+    }
 }
 
 impl Default for AccountLimits {
@@ -240,6 +264,7 @@ impl Default for AccountLimits {
             wildcards: true,
             conn: -1,
             leaf: -1,
+            jetstream: None,
         }
     }
 }

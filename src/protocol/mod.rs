@@ -9,8 +9,8 @@ mod xkey;
 
 pub use claims::{
     creds, Account, AccountLimits, AuthorizationRequest, AuthorizationResponse, ClientInfo,
-    ClientTls, ConnectOpts, ExternalAuthorization, Operator, Permission, ResponsePermission,
-    ServerId, User, AUTHORIZATION_REQUEST_AUDIENCE, AUTH_SUBJECT,
+    ClientTls, ConnectOpts, ExternalAuthorization, JetStreamLimits, Operator, Permission,
+    ResponsePermission, ServerId, User, AUTHORIZATION_REQUEST_AUDIENCE, AUTH_SUBJECT,
 };
 pub use jwt::{
     decode, decode_request, encode, jti, AccountSigner, ClaimsData, JwtError, NatsClaims, NatsType,

@@ -6,6 +6,9 @@
 mod support;
 
 mod browser;
+mod clients;
+mod introspection;
 mod mqtt;
 mod oidc_provider;
+mod opaque_tokens;
 mod prometheus;

@@ -64,9 +64,10 @@ async fn client_credentials_tokens_are_held_to_the_policy() {
 async fn a_rotated_signing_key_is_fetched_on_first_use() {
     let mut idp = NodeIdp::start();
     let env = env_for(&idp).await;
-    assert!(connect_token(&env.nats.url(), &idp.token("nats").await)
+    connect_token(&env.nats.url(), &idp.token("nats").await)
         .await
-        .is_ok());
+        .expect("token signed by the first key accepted");
+    env.claim_decision("allow", "").await;
     let old = idp.token("nats").await;
 
     idp.restart_with_new_key();
@@ -76,7 +77,10 @@ async fn a_rotated_signing_key_is_fetched_on_first_use() {
         .await
         .expect("token signed by the new key accepted");
     client.nats.flush().await.unwrap();
-    assert_eq!(env.claim_decision("allow", "").await["reason_class"], "ok");
+    // Its own decision: the one after the first key's.
+    let decision = env.claim_decision("allow", "").await;
+    assert_eq!(decision["reason_class"], "ok");
+    assert_eq!(decision["subject"], idp.client_id.as_str());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

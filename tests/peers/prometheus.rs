@@ -122,8 +122,8 @@ scrape_configs:
 "#
         );
         std::fs::write(dir.path().join("prometheus.yml"), config).unwrap();
-        let port = free_port();
-        let log = std::fs::File::create(dir.path().join("prometheus.log")).unwrap();
+        let log_path = dir.path().join("prometheus.log");
+        let log = std::fs::File::create(&log_path).unwrap();
         let child = Command::new(prometheus_tool("prometheus"))
             .arg(format!(
                 "--config.file={}",
@@ -133,17 +133,37 @@ scrape_configs:
                 "--storage.tsdb.path={}",
                 dir.path().join("data").display()
             ))
-            .arg(format!("--web.listen-address=127.0.0.1:{port}"))
+            // Port 0: it binds a free port itself and logs which.
+            .arg("--web.listen-address=127.0.0.1:0")
             .stdin(Stdio::null())
             .stdout(log.try_clone().unwrap())
             .stderr(log)
             .spawn()
             .expect("start prometheus");
-        Prometheus {
+        let mut prom = Prometheus {
             child,
-            url: format!("http://127.0.0.1:{port}"),
+            url: String::new(),
             dir,
-        }
+        };
+        let mut addr = None;
+        let logged = wait_until(Duration::from_secs(30), || {
+            addr = read_log(&log_path)
+                .lines()
+                .find(|l| l.contains("msg=\"Listening on\""))
+                .and_then(|l| {
+                    l.split_whitespace()
+                        .find_map(|w| w.strip_prefix("address="))
+                })
+                .map(str::to_owned);
+            addr.is_some()
+        });
+        assert!(
+            logged,
+            "Prometheus never said where it listens:\n{}",
+            prom.log()
+        );
+        prom.url = format!("http://{}", addr.expect("logged"));
+        prom
     }
 
     /// Waits (bounded) until the server answers `/-/ready`.
@@ -401,10 +421,21 @@ fn panels(dashboard: &Value) -> Vec<Value> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn prometheus_finds_every_dashboard_and_alert_series_and_alerts_fire_on_outages() {
+    // corp also takes opaque tokens, introspected at the in-process IdP.
+    let secrets = tempfile::tempdir().unwrap();
+    let secret = secrets.path().join("introspect.secret");
+    write_secret(&secret, "introspection-test-secret");
+    let issuer_extra = format!(
+        "jwks_refresh = \"1s\"\ntoken_types = [\"jwt\", \"opaque\"]\n\
+         introspection_endpoint = \"{{idp}}{INTROSPECTION_PATH}\"\n\
+         introspection_client_id = \"callout\"\n\
+         introspection_client_secret_file = \"{}\"\n",
+        secret.display()
+    );
     let mut env = Env::start(EnvOptions {
         config_extra: "[http]\nlisten = \"127.0.0.1:0\"\n",
         // Refresh every second, so an outage shows as failed fetches at once.
-        issuer_extra: "jwks_refresh = \"1s\"",
+        issuer_extra: &issuer_extra,
         ..Default::default()
     })
     .await;
@@ -412,10 +443,12 @@ async fn prometheus_finds_every_dashboard_and_alert_series_and_alerts_fire_on_ou
     // One decision of each kind before Prometheus starts, so both series
     // exist at its first scrape and the traffic below is an increase.
     let token = env.token("mona", "nats");
-    assert!(connect_token(&url, &token).await.is_ok());
-    assert!(connect_token(&url, &env.token("mona", "none"))
-        .await
-        .is_err());
+    connect_token(&url, &token).await.expect("mona connects");
+    env.assert_refused(
+        connect_token(&url, &env.token("mona", "none")).await,
+        "no rule grants access",
+    )
+    .await;
 
     let shipped = std::fs::read_to_string(repo("deploy/prometheus/alerts.yml")).unwrap();
     let http_port = env.service().http.expect("http bound").port();
@@ -429,11 +462,13 @@ async fn prometheus_finds_every_dashboard_and_alert_series_and_alerts_fire_on_ou
 
     // Allowed (the same token again: cache hits) and denied connects.
     for _ in 0..10 {
-        assert!(connect_token(&url, &token).await.is_ok());
+        connect_token(&url, &token).await.expect("mona connects");
     }
+    // Each denial is the service's, for no rule (not a timeout): the alerts
+    // below must fire on these, labelled no_rule.
     for i in 0..40 {
         let denied = connect_token(&url, &env.token(&format!("user{i}"), "none")).await;
-        assert!(denied.is_err());
+        env.assert_refused(denied, "no rule grants access").await;
     }
 
     // Every rule evaluates without error on the real series (label
@@ -474,12 +509,30 @@ async fn prometheus_finds_every_dashboard_and_alert_series_and_alerts_fire_on_ou
         "NatsOidcCalloutNoKeys",
         "NatsOidcCalloutDecisionsTimingOutOrSaturated",
         "NatsOidcCalloutPolicyReloadFailed",
+        "NatsOidcCalloutConnectionsNotClosed",
+        "NatsOidcCalloutRevocationsStale",
+        "NatsOidcCalloutIntrospectionFailing",
+        "NatsOidcCalloutIntrospectionLimited",
     ])
+    .await;
+    // An opaque token the IdP does not know: answered, inactive.
+    env.assert_refused(
+        connect_token(&url, "made-up-opaque-token-of-some-length").await,
+        "token inactive",
+    )
     .await;
 
     // The IdP goes down: refreshes fail and the JWKS alert fires.
     env.idp.set_down(true);
     prom.wait_firing("NatsOidcCalloutJwksFetchFailing", &[("issuer", "corp")])
+        .await;
+    // New opaque tokens cannot be asked about: denied with the reason.
+    env.assert_refused(
+        connect_token(&url, "another-made-up-opaque-token").await,
+        "introspection at issuer \"corp\" failed",
+    )
+    .await;
+    prom.wait_firing("NatsOidcCalloutIntrospectionFailing", &[("issuer", "corp")])
         .await;
     // The keys already held keep working (and keep NoKeys quiet).
     assert!(connect_token(&url, &env.token("ivan", "nats"))

@@ -38,14 +38,13 @@ async fn deploy_configs_run_against_a_real_server() {
     write_secret(&d.join("keys/xkey.nk"), &xkey.seed().unwrap());
     write_secret(&d.join("keys/auth.password"), "deploy-test-password");
 
-    let port = free_port();
     let check = Command::new(nats_server_bin())
         .args(["-t", "-c"])
         .arg(root().join("deploy/nats-server.conf"))
         .env("CALLOUT_ISSUER", issuer.public_key())
         .env("CALLOUT_XKEY", xkey.public_key())
         .env("AUTH_PASSWORD", "deploy-test-password")
-        .env("NATS_LISTEN", format!("127.0.0.1:{port}"))
+        .env("NATS_LISTEN", "127.0.0.1:4222")
         .output()
         .unwrap();
     assert!(
@@ -56,17 +55,17 @@ async fn deploy_configs_run_against_a_real_server() {
 
     let conf = std::fs::read_to_string(root().join("deploy/nats-server.conf"))
         .unwrap()
-        .replace("$NATS_LISTEN", &format!("127.0.0.1:{port}"))
+        // The server picks its port (-1) and says which.
+        .replace("$NATS_LISTEN", &format!("127.0.0.1:{PORT}"))
         .replace("$CALLOUT_ISSUER", &issuer.public_key())
         .replace("$CALLOUT_XKEY", &xkey.public_key())
         .replace("$AUTH_PASSWORD", "deploy-test-password");
-    let nats = NatsServer::start(port, &conf);
+    let nats = NatsServer::start_any_port(&conf);
 
-    let http = free_port();
     let config = std::fs::read_to_string(root().join("deploy/callout.toml"))
         .unwrap()
         .replace("nats://nats:4222", &nats.url())
-        .replace("0.0.0.0:9090", &format!("127.0.0.1:{http}"));
+        .replace("0.0.0.0:9090", "127.0.0.1:0");
     std::fs::write(d.join("callout.toml"), config).unwrap();
     std::fs::copy(root().join("deploy/policy.toml"), d.join("policy.toml")).unwrap();
     let validate = run_cli(&[
@@ -85,7 +84,14 @@ async fn deploy_configs_run_against_a_real_server() {
     let key =
         nats_oidc_callout::issuer::LocalKey::generate(jsonwebtoken::Algorithm::RS256).unwrap();
     let token = key.sign(&serde_json::json!({"iss": "http://keycloak:8080/realms/nats", "aud": "nats", "exp": now() + 60}));
-    assert!(connect_token(&nats.url(), &token).await.is_err());
+    match connect_token(&nats.url(), &token).await {
+        Ok(_) => panic!("a token of an unreachable issuer connected"),
+        Err(e) => assert_eq!(
+            e.kind(),
+            async_nats::ConnectErrorKind::AuthorizationViolation,
+            "{e}"
+        ),
+    }
     let needle = "Auth callout service returned an error: keys unavailable for issuer \"keycloak\"";
     assert!(
         wait_until(std::time::Duration::from_secs(5), || nats
@@ -95,7 +101,7 @@ async fn deploy_configs_run_against_a_real_server() {
         nats.log(),
         service.log()
     );
-    let ready = reqwest::get(format!("http://127.0.0.1:{http}/readyz"))
+    let ready = reqwest::get(format!("http://{}/readyz", service.http_addr()))
         .await
         .unwrap();
     assert_eq!(ready.status().as_u16(), 503);

@@ -38,23 +38,24 @@ async fn three_instances_share_the_load_and_survive_one_dying() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn cluster_of_three_with_the_callout_on_every_node() {
-    let route = free_port();
-    let seed = format!("server_name: n1\ncluster {{ name: c, listen: 127.0.0.1:{route} }}");
+    // Every listener on a port the server picks (-1) and reports in its log.
+    let seed = "server_name: n1\ncluster { name: c, listen: 127.0.0.1:-1 }";
     let env = Env::start(EnvOptions {
-        nats_extra: &seed,
+        nats_extra: seed,
         ..Default::default()
     })
     .await;
+    let route = env.nats.logged_port("Listening for route connections on ");
     // Nodes 2 and 3 join through node 1; the service is connected to node 1 only.
     let mut nodes = Vec::new();
     for n in 2..=3 {
-        let port = free_port();
-        let config = env.nats_config.replace(PORT, &port.to_string());
         let cluster = format!(
-            "server_name: n{n}\ncluster {{ name: c, listen: 127.0.0.1:{}, routes: [nats-route://127.0.0.1:{route}] }}",
-            free_port()
+            "server_name: n{n}\ncluster {{ name: c, listen: 127.0.0.1:-1, routes: [nats-route://127.0.0.1:{route}] }}"
         );
-        nodes.push(NatsServer::start(port, &format!("{config}\n{cluster}")));
+        nodes.push(NatsServer::start_any_port(&format!(
+            "{}\n{cluster}",
+            env.nats_config
+        )));
     }
     let token = env.token("omar", "nats");
     // A node serves callouts once its route to node 1 is up.

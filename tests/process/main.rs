@@ -4,8 +4,10 @@
 #[path = "../support/mod.rs"]
 mod support;
 
+mod certificates_core;
 mod cli;
 mod deploy;
 mod ha;
 mod memory;
+mod revocation_core;
 mod signals;

@@ -11,12 +11,11 @@ const SHORT: Duration = Duration::from_secs(5);
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn floods_of_distinct_tokens_and_unknown_kids_keep_memory_bounded() {
     const CACHE: u64 = 200;
-    let port = free_port();
     let env = Env::start(EnvOptions {
         token_extra: &format!("sources = [\"auth_token\"]\ncache_size = {CACHE}"),
         // The cache's bound is what is measured, not the tarpit, which
         // would hold the forged kids' denials for a second each.
-        config_extra: &format!("[http]\nlisten = \"127.0.0.1:{port}\"\n[flood]\nenabled = false\n"),
+        config_extra: "[http]\nlisten = \"127.0.0.1:0\"\n[flood]\nenabled = false\n",
         start_service: false,
         ..Default::default()
     })
@@ -41,7 +40,7 @@ async fn floods_of_distinct_tokens_and_unknown_kids_keep_memory_bounded() {
         .collect();
     assert_eq!(storm(&url, forged).await, 0, "no forged kid may connect");
 
-    let metrics = format!("http://127.0.0.1:{port}/metrics");
+    let metrics = format!("http://{}/metrics", service.http_addr());
     let entries = || async {
         let (_, text) = http_get(&metrics).await;
         text.lines()

@@ -7,9 +7,8 @@ use base64::Engine;
 use jsonwebtoken::{Algorithm, EncodingKey, Header};
 use nats_oidc_callout::clock::now_unix;
 use nats_oidc_callout::config::{Config, ConfigBuilder, IssuerBuilder};
-use nats_oidc_callout::decision::{Decider, Outcome};
+use nats_oidc_callout::decision::{Decider, Outcome, Request};
 use nats_oidc_callout::issuer::{jwks, LocalKey};
-use nats_oidc_callout::policy::Connection;
 use nats_oidc_callout::reason::ReasonClass;
 use serde_json::{json, Value};
 
@@ -79,7 +78,7 @@ fn b64(v: &str) -> String {
 
 async fn decide(w: &World, token: &str) -> Outcome {
     w.decider
-        .decide(token, &Connection::default(), now_unix(), false)
+        .decide(token, &Request::default(), now_unix(), false)
         .await
 }
 

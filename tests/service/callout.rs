@@ -19,7 +19,8 @@ async fn allowed_and_denied(xkey: bool) {
         ..Default::default()
     })
     .await;
-    let mut alice = connect_token(&env.nats.url(), &env.token("alice", "nats read"))
+    let token = env.token("alice", "nats read");
+    let mut alice = connect_token(&env.nats.url(), &token)
         .await
         .expect("alice connects");
     round_trip(&alice.nats, "app.alice.orders").await;
@@ -47,7 +48,7 @@ async fn allowed_and_denied(xkey: bool) {
 
     let decision = env.claim_decision("allow", "").await;
     assert_eq!(decision["subject"], "alice");
-    assert_no_token_in(&env.service().log(), &env.token("alice", "nats read"));
+    assert_no_token_in(&env.service().log(), &token);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -73,7 +74,10 @@ async fn keys_from_an_explicit_jwks_uri() {
         .await
         .expect("connects");
     round_trip(&client.nats, "app.jack.x").await;
-    assert!(env.idp.hits(ALT_JWKS_PATH) >= 1);
+    assert!(
+        env.idp.hits(ALT_JWKS_PATH) >= 1,
+        "the JWKS at jwks_uri was never fetched"
+    );
     assert_eq!(env.idp.hits("/jwks"), 0, "fetched the JWKS discovery names");
     assert_eq!(env.idp.hits("/.well-known/openid-configuration"), 0);
 }

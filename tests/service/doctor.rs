@@ -22,12 +22,15 @@ fn ids(v: &Value) -> Vec<String> {
         .collect()
 }
 
+/// How nats-server announces its monitoring listener.
+const MONITOR: &str = "Starting http monitor on ";
+
+/// A server with `config` and monitoring, both on ports it picks itself.
 fn monitored(config: &str) -> (NatsServer, String) {
-    let (port, http) = (free_port(), free_port());
-    let server = NatsServer::start(
-        port,
-        &format!("listen: 127.0.0.1:{port}\nhttp: 127.0.0.1:{http}\n{config}"),
-    );
+    let server = NatsServer::start_any_port(&format!(
+        "listen: 127.0.0.1:{PORT}\nhttp: 127.0.0.1:-1\n{config}"
+    ));
+    let http = server.logged_port(MONITOR);
     (server, format!("http://127.0.0.1:{http}"))
 }
 
@@ -69,18 +72,20 @@ fn no_auth_user_lets_anonymous_clients_in() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_served_callout_has_no_critical_finding() {
-    let http = free_port();
-    let extra = format!("http: 127.0.0.1:{http}\nmax_control_line: 16KB");
     let env = Env::start(EnvOptions {
-        nats_extra: &extra,
+        nats_extra: "http: 127.0.0.1:-1\nmax_control_line: 16KB",
         ..Default::default()
     })
     .await;
-    let url = format!("http://127.0.0.1:{http}");
+    let url = format!("http://127.0.0.1:{}", env.nats.logged_port(MONITOR));
     let config = env.config_path();
     let (code, v) = doctor(&["--monitor", &url, "--config", config.to_str().unwrap()]);
     assert_eq!(code, 0, "{v}");
-    assert_eq!(ids(&v), vec!["client_port_without_tls"], "{v}");
+    assert_eq!(
+        ids(&v),
+        vec!["client_port_without_tls", "revocation_off"],
+        "{v}"
+    );
     assert_eq!(v["server"]["version"], "2.15.1");
 
     // A stray subscriber on the callout subject, outside the queue group.
@@ -96,6 +101,7 @@ async fn a_served_callout_has_no_critical_finding() {
         ids(&v),
         vec![
             "client_port_without_tls",
+            "revocation_off",
             "auth_callout_without_queue_group"
         ],
         "{v}"

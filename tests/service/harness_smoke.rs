@@ -14,8 +14,8 @@ use serde_json::{json, Value};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn nats_server_round_trip_restart_and_stop() {
-    let port = free_port();
-    let mut nats = NatsServer::start(port, &format!("listen: 127.0.0.1:{port}\n"));
+    let mut nats = NatsServer::start_any_port(&format!("listen: 127.0.0.1:{PORT}\n"));
+    let port = nats.port;
     assert_eq!(nats.url(), format!("nats://127.0.0.1:{port}"));
 
     let client = connect_anonymous(&nats.url()).await.expect("connect");
@@ -43,6 +43,18 @@ async fn nats_server_round_trip_restart_and_stop() {
         connect_anonymous(&nats.url()).await.is_err(),
         "a stopped server accepts nothing"
     );
+}
+
+/// A port someone else holds is reported as taken, not mistaken for the
+/// server: a connect there would succeed, the server's own log says no.
+#[test]
+fn a_taken_port_is_reported_not_mistaken_for_the_server() {
+    let holder = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = holder.local_addr().unwrap().port();
+    let err = NatsServer::try_start(port, &format!("listen: 127.0.0.1:{port}\n"))
+        .err()
+        .expect("nats-server cannot listen on a taken port");
+    assert!(port_taken(&err), "{err}");
 }
 
 #[test]

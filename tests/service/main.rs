@@ -7,6 +7,7 @@ mod support;
 
 mod adversarial;
 mod callout;
+mod certificates;
 mod doctor;
 mod faults;
 mod flood;
@@ -15,4 +16,5 @@ mod operations;
 mod operator;
 mod policies;
 mod policy_props;
+mod revocation;
 mod tenants;

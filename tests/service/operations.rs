@@ -28,10 +28,15 @@ async fn metrics_health_readiness_and_audit_events() {
     auditor.nats.flush().await.unwrap();
 
     let token = env.token("mona", "nats");
-    assert!(connect_token(&env.nats.url(), &token).await.is_ok());
-    assert!(connect_token(&env.nats.url(), &env.token("mona", "none"))
+    let unscoped = env.token("mona", "none");
+    connect_token(&env.nats.url(), &token)
         .await
-        .is_err());
+        .expect("mona connects");
+    env.assert_refused(
+        connect_token(&env.nats.url(), &unscoped).await,
+        "no rule grants access",
+    )
+    .await;
 
     let mut seen = Vec::new();
     for _ in 0..2 {
@@ -39,7 +44,9 @@ async fn metrics_health_readiness_and_audit_events() {
             .await
             .unwrap()
             .unwrap();
-        assert_no_token_in(&String::from_utf8_lossy(&m.payload), &token);
+        let text = String::from_utf8_lossy(&m.payload);
+        assert_no_token_in(&text, &token);
+        assert_no_token_in(&text, &unscoped);
         seen.push(serde_json::from_slice::<Value>(&m.payload).unwrap());
     }
     let allow = seen

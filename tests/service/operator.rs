@@ -40,10 +40,13 @@ fn token(dir: &Path, sub: &str, scope: &str) -> String {
     String::from_utf8(o.stdout).unwrap().trim().to_owned()
 }
 
+/// The `--port` bootstrap is given; [`start`] moves the server to a port it
+/// picks itself.
+const BOOTSTRAP_PORT: &str = "4999";
+
 /// Bootstraps an operator-mode setup with APP and OTHER and the two-account
-/// policy; returns the client port.
-fn bootstrap(dir: &Path) -> u16 {
-    let port = free_port();
+/// policy.
+fn bootstrap(dir: &Path) {
     let o = run_cli(&[
         "bootstrap",
         "--dir",
@@ -53,19 +56,32 @@ fn bootstrap(dir: &Path) -> u16 {
         "--accounts",
         "APP,OTHER",
         "--port",
-        &port.to_string(),
+        BOOTSTRAP_PORT,
     ]);
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     std::fs::write(dir.join("policy.toml"), TWO_ACCOUNTS).unwrap();
-    port
 }
 
-/// Starts nats-server and the service from a bootstrapped directory.
-fn start(dir: &Path, port: u16) -> (NatsServer, Service) {
+/// Starts nats-server and the service from a bootstrapped directory. The
+/// server picks its port (no port is chosen here and bound later by
+/// someone else); the service's `[nats] url` is pointed at it.
+fn start(dir: &Path) -> (NatsServer, Service) {
     let conf = std::fs::read_to_string(dir.join("nats-server.conf")).unwrap();
     assert!(conf.contains("operator: ") && conf.contains("resolver: MEMORY"));
-    let nats = NatsServer::start(port, &conf);
-    let service = Service::start(&dir.join("callout.toml"));
+    let listen = format!("listen: 127.0.0.1:{BOOTSTRAP_PORT}\n");
+    assert!(conf.contains(&listen), "{conf}");
+    let nats =
+        NatsServer::start_any_port(&conf.replace(&listen, &format!("listen: 127.0.0.1:{PORT}\n")));
+    let config_path = dir.join("callout.toml");
+    let config = std::fs::read_to_string(&config_path).unwrap();
+    let url = format!("\"nats://127.0.0.1:{BOOTSTRAP_PORT}\"");
+    assert!(config.contains(&url), "{config}");
+    std::fs::write(
+        &config_path,
+        config.replace(&url, &format!("\"{}\"", nats.url())),
+    )
+    .unwrap();
+    let service = Service::start(&config_path);
     (nats, service)
 }
 
@@ -78,7 +94,8 @@ async fn received(sub: &mut async_nats::Subscriber) -> bool {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn users_land_in_their_rules_account_and_accounts_are_isolated() {
     let dir = tempfile::tempdir().unwrap();
-    let (nats, service) = start(dir.path(), bootstrap(dir.path()));
+    bootstrap(dir.path());
+    let (nats, service) = start(dir.path());
     let alice = connect_token(&nats.url(), &token(dir.path(), "alice", "a"))
         .await
         .expect("alice");
@@ -140,7 +157,7 @@ async fn users_land_in_their_rules_account_and_accounts_are_isolated() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_user_signed_by_an_untrusted_key_is_refused_by_the_server() {
     let dir = tempfile::tempdir().unwrap();
-    let port = bootstrap(dir.path());
+    bootstrap(dir.path());
     // OTHER's users are now signed by a key OTHER's JWT does not list.
     let rogue = nkeys::KeyPair::new_account();
     write_secret(&dir.path().join("keys/rogue.nk"), &rogue.seed().unwrap());
@@ -148,7 +165,7 @@ async fn a_user_signed_by_an_untrusted_key_is_refused_by_the_server() {
         .unwrap()
         .replace("keys/accounts/OTHER.signing.nk", "keys/rogue.nk");
     std::fs::write(dir.path().join("callout.toml"), config).unwrap();
-    let (nats, service) = start(dir.path(), port);
+    let (nats, service) = start(dir.path());
 
     assert!(connect_token(&nats.url(), &token(dir.path(), "alice", "a"))
         .await
@@ -180,7 +197,8 @@ async fn a_user_signed_by_an_untrusted_key_is_refused_by_the_server() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_reload_naming_an_unconfigured_account_keeps_the_old_policy() {
     let dir = tempfile::tempdir().unwrap();
-    let (nats, service) = start(dir.path(), bootstrap(dir.path()));
+    bootstrap(dir.path());
+    let (nats, service) = start(dir.path());
     std::fs::write(
         dir.path().join("policy.toml"),
         TWO_ACCOUNTS.replace("account = \"OTHER\"", "account = \"GHOST\""),

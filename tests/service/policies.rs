@@ -6,9 +6,8 @@ use std::path::PathBuf;
 use crate::support::run_cli;
 use jsonwebtoken::Algorithm;
 use nats_oidc_callout::config::Config;
-use nats_oidc_callout::decision::Decider;
+use nats_oidc_callout::decision::{Decider, Request};
 use nats_oidc_callout::issuer::{jwks, LocalKey};
-use nats_oidc_callout::policy::Connection;
 use serde_json::{json, Value};
 
 fn root() -> PathBuf {
@@ -395,7 +394,7 @@ async fn per_idp_tokens_through_validation() {
         let token = key.sign(&claims);
         let now = crate::support::now();
         let outcome = decider
-            .decide(&token, &Connection::default(), now, false)
+            .decide(&token, &Request::default(), now, false)
             .await;
         let v = nats_oidc_callout::cli::decision_json(&outcome);
         assert_decision(claims_file, &v, &expected);

@@ -54,19 +54,50 @@ fn scopes_of(mask: u8) -> Vec<String> {
         .collect()
 }
 
+/// What may enter a subject as one token, written out here rather than
+/// taken from the code under test: non-empty, at most 256 bytes, and no
+/// `.`, `*`, `>`, whitespace or control character.
+fn plain_token(v: &str) -> bool {
+    !v.is_empty()
+        && v.len() <= 256
+        && !v
+            .chars()
+            .any(|c| matches!(c, '.' | '*' | '>') || c.is_whitespace() || c.is_control())
+}
+
+/// Whether any of `rules` applies to an issuer-`corp` token with `mask`'s
+/// scopes: a rule without scopes always does, one with a scope when the
+/// token has it.
+fn some_rule_applies(rules: &[(Option<usize>, usize)], mask: u8) -> bool {
+    rules
+        .iter()
+        .any(|(scope, _)| scope.is_none_or(|s| mask & (1 << s) != 0))
+}
+
 proptest! {
     #[test]
     fn interpolation_never_yields_wildcards_or_extra_tokens(v in any_claim_value()) {
         let t = SubjectTemplate::parse("tenant.{claim.x}.events").unwrap();
-        let rendered = t.render(&claims_with("x", Value::String(v.clone())));
+        let rendered = t.render(&claims_with("x", Value::String(v.clone())), None);
         // A value that is one plain token must render, and only such a value.
-        prop_assert_eq!(rendered.is_ok(), is_plain_token(&v), "{:?}: {:?}", v, rendered);
+        prop_assert_eq!(is_plain_token(&v), plain_token(&v), "{:?}", v);
+        prop_assert_eq!(rendered.is_ok(), plain_token(&v), "{:?}: {:?}", v, rendered);
         if let Ok(s) = rendered {
             prop_assert_eq!(s.split('.').count(), 3);
             prop_assert!(!s.contains('*') && !s.contains('>'));
             prop_assert!(!s.chars().any(|c| c.is_whitespace() || c.is_control()));
             prop_assert_eq!(s, format!("tenant.{v}.events"));
         }
+    }
+
+    #[test]
+    fn safe_values_render_as_themselves(v in "[A-Za-z0-9_-]{1,64}", n in any::<u32>()) {
+        let t = SubjectTemplate::parse("tenant.{claim.x}.events").unwrap();
+        let s = t.render(&claims_with("x", Value::String(v.clone())), None);
+        prop_assert_eq!(s, Ok(format!("tenant.{v}.events")));
+        // A whole-number claim enters as its decimal text.
+        let s = t.render(&claims_with("x", json!(n)), None);
+        prop_assert_eq!(s, Ok(format!("tenant.{n}.events")));
     }
 
     #[test]
@@ -82,13 +113,23 @@ proptest! {
         let claims = claims_with("sub", json!("u1"));
         let scopes = scopes_of(mask);
         let who = Identity { issuer: "corp", claims: &claims, scopes: &scopes };
-        if let Ok(g1) = before.evaluate(&who, &Connection::default()) {
-            let g2 = after.evaluate(&who, &Connection::default()).expect("still allowed");
+        let g1 = before.evaluate(&who, &Connection::default());
+        prop_assert_eq!(g1.is_ok(), some_rule_applies(&base, mask), "{:?}", g1);
+        let g2 = after.evaluate(&who, &Connection::default());
+        prop_assert_eq!(g2.is_ok(), some_rule_applies(&more, mask), "{:?}", g2);
+        if let (Ok(g1), Ok(g2)) = (g1, g2) {
             for s in &g1.permissions.publish.allow {
                 prop_assert!(g2.permissions.publish.allow.contains(s));
             }
             for s in &g1.permissions.subscribe.allow {
                 prop_assert!(g2.permissions.subscribe.allow.contains(s));
+            }
+            // Each applying rule's set is granted, with the claim filled in.
+            for (scope, set) in &more {
+                if scope.is_none_or(|s| mask & (1 << s) != 0) {
+                    let want = format!("p{set}.u1.>");
+                    prop_assert!(g2.permissions.publish.allow.contains(&want), "{} missing", want);
+                }
             }
         }
     }
@@ -105,9 +146,14 @@ proptest! {
         let who = Identity { issuer, claims: &claims, scopes: &scopes };
         let e = p.explain(&who, &Connection::default());
         let any_matched = e.rules.iter().any(|r| r.matched);
-        prop_assert_eq!(!any_matched, e.result == Err(Denial::NoRule));
-        if !any_matched {
-            prop_assert!(p.evaluate(&who, &Connection::default()).is_err());
+        let applies = issuer == "corp" && some_rule_applies(&rules, mask);
+        prop_assert_eq!(any_matched, applies);
+        if applies {
+            prop_assert!(e.result.is_ok(), "{:?}", e.result);
+            prop_assert!(p.evaluate(&who, &Connection::default()).is_ok());
+        } else {
+            prop_assert_eq!(e.result, Err(Denial::NoRule));
+            prop_assert_eq!(p.evaluate(&who, &Connection::default()).err(), Some(Denial::NoRule));
         }
     }
 }

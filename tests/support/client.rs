@@ -8,6 +8,8 @@ use std::time::Duration;
 pub struct Client {
     pub nats: async_nats::Client,
     errors: tokio::sync::mpsc::UnboundedReceiver<String>,
+    /// Every error received so far, also those `expect_error` passed over.
+    seen: Vec<String>,
 }
 
 impl Client {
@@ -16,20 +18,27 @@ impl Client {
         let deadline = tokio::time::Instant::now() + limit;
         loop {
             match tokio::time::timeout_at(deadline, self.errors.recv()).await {
-                Ok(Some(e)) if e.contains(needle) => return e,
-                Ok(Some(_)) => continue,
-                _ => panic!("no server error containing {needle:?} within {limit:?}"),
+                Ok(Some(e)) => {
+                    self.seen.push(e.clone());
+                    if e.contains(needle) {
+                        return e;
+                    }
+                }
+                _ => panic!(
+                    "no server error containing {needle:?} within {limit:?}; got {:?}",
+                    self.seen
+                ),
             }
         }
     }
 
-    /// Errors received so far, without waiting.
+    /// Every error received so far, without waiting: also those an
+    /// `expect_error` passed over on its way to the one it waited for.
     pub fn errors_so_far(&mut self) -> Vec<String> {
-        let mut out = Vec::new();
         while let Ok(e) = self.errors.try_recv() {
-            out.push(e);
+            self.seen.push(e);
         }
-        out
+        self.seen.clone()
     }
 }
 
@@ -56,7 +65,11 @@ pub async fn connect_with_options(
         })
         .connect(url)
         .await?;
-    Ok(Client { nats, errors })
+    Ok(Client {
+        nats,
+        errors,
+        seen: Vec::new(),
+    })
 }
 
 /// Publishes on a fresh subject and waits (bounded) for it to come back.
@@ -136,22 +149,32 @@ pub async fn http_get(url: &str) -> (u16, String) {
     (r.status().as_u16(), r.text().await.unwrap())
 }
 
-/// Asserts `text` holds no part of `token` that identifies it: its payload
-/// and its signature (every RS256 token starts with the same header text).
+/// Asserts `text` holds no part of `token` that identifies it: of a JWT its
+/// payload and its signature (every RS256 token starts with the same header
+/// text), of an opaque token all of it; whole or any 24 consecutive
+/// characters, at any offset: a truncated or sliced copy is a leak too.
 pub fn assert_no_token_in(text: &str, token: &str) {
+    const SLICE: usize = 24;
     let parts: Vec<&str> = token.split('.').collect();
-    assert_eq!(parts.len(), 3, "not a JWT: cannot check for leaks");
-    for (name, part) in [("payload", parts[1]), ("signature", parts[2])] {
+    let secret: Vec<(&str, &str)> = match parts[..] {
+        [_, payload, signature] => vec![("payload", payload), ("signature", signature)],
+        _ => vec![("opaque value", token)],
+    };
+    assert!(
+        secret.iter().all(|(_, p)| p.len() >= 24),
+        "token too short to check for leaks"
+    );
+    for (name, part) in secret {
         assert!(
-            !text.contains(part),
-            "the token's {name} leaked into the text"
+            part.len() >= SLICE,
+            "the token's {name} is too short to look for"
         );
-        // Any 24-character slice of it, too: a truncated copy is a leak.
-        for chunk in part.as_bytes().chunks(24).filter(|c| c.len() == 24) {
-            let chunk = std::str::from_utf8(chunk).expect("base64url is ASCII");
+        for start in 0..=part.len() - SLICE {
+            let slice = &part[start..start + SLICE];
             assert!(
-                !text.contains(chunk),
-                "part of the token's {name} leaked into the text"
+                !text.contains(slice),
+                "the token's {name} leaked into the text (its characters {start}..{})",
+                start + SLICE
             );
         }
     }

@@ -31,6 +31,8 @@ pub struct EnvOptions<'a> {
     pub policy_extra: &'a str,
     /// Trust this (issuer URL, audience) instead of the in-process IdP.
     pub external_issuer: Option<(&'a str, &'a str)>,
+    /// More audiences the issuer accepts.
+    pub more_audiences: &'a [&'a str],
     /// Whole tables appended to the service config (`[http]`, `[audit]`).
     pub config_extra: &'a str,
     /// Lines appended to the nats-server config (`cluster {…}`).
@@ -56,6 +58,7 @@ impl Default for EnvOptions<'_> {
             idp_down_at_start: false,
             policy_extra: "",
             external_issuer: None,
+            more_audiences: &[],
             config_extra: "",
             nats_extra: "",
             service_nats_extra: "",
@@ -132,10 +135,14 @@ impl Env {
             .nats_lines(opts.service_nats_extra)
             .token_lines(opts.token_extra)
             .issuer(
-                IssuerBuilder::new(opts.issuer_name, issuer, &[audience])
-                    .algorithms(&["RS256", "ES256"])
-                    .set("leeway", "\"2s\"")
-                    .lines(&opts.issuer_extra.replace("{idp}", &idp.issuer)),
+                IssuerBuilder::new(
+                    opts.issuer_name,
+                    issuer,
+                    &[&[audience], opts.more_audiences].concat(),
+                )
+                .algorithms(&["RS256", "ES256"])
+                .set("leeway", "\"2s\"")
+                .lines(&opts.issuer_extra.replace("{idp}", &idp.issuer)),
             )
             .policy_lines(opts.policy_extra)
             .tables(opts.config_extra);
@@ -189,7 +196,8 @@ impl Env {
     /// the server logs the service's error text, which a timeout never has.
     /// Each call claims one more such line than the calls before it, so a
     /// second refusal with the same reason is never proven by the first
-    /// one's line; with the in-process service it also claims the decision.
+    /// one's line; with the in-process service it also claims the decision
+    /// and finds the server's refusal of the connection that decision names.
     pub async fn assert_refused(
         &self,
         result: Result<Client, async_nats::ConnectError>,
@@ -222,7 +230,22 @@ impl Env {
             self.service.as_ref().map(Service::log).unwrap_or_default()
         );
         if self.service.is_some() {
-            self.claim_decision("deny", reason).await;
+            // The decision names the server's connection id: the server
+            // refused that very connection.
+            let d = self.claim_decision("deny", reason).await;
+            let cid = d["client_id"]
+                .as_u64()
+                .expect("the decision has a client_id");
+            let line = format!(" - cid:{cid} - authentication error");
+            let refused = wait_until_async(Duration::from_secs(5), || async {
+                self.nats.log().contains(&line)
+            })
+            .await;
+            assert!(
+                refused,
+                "the server did not refuse connection {cid}:\n{}",
+                self.nats.log()
+            );
         }
     }
 

@@ -6,6 +6,7 @@
 #![allow(dead_code, unused_imports)]
 
 pub mod client;
+pub mod cluster;
 pub mod env;
 pub mod idp;
 pub mod nats;
@@ -14,6 +15,7 @@ pub mod service;
 pub mod tap;
 
 pub use client::*;
+pub use cluster::*;
 pub use env::*;
 pub use idp::*;
 pub use nats::*;

@@ -1,7 +1,6 @@
 //! A real nats-server on 127.0.0.1, and the config that delegates its
 //! authentication to the callout.
 
-use std::net::TcpStream;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
@@ -38,6 +37,14 @@ pub struct NatsServer {
 impl NatsServer {
     /// Starts nats-server with `config` (which must listen on `port`).
     pub fn start(port: u16, config: &str) -> NatsServer {
+        Self::try_start(port, config)
+            .unwrap_or_else(|log| panic!("nats-server did not start:\n{log}"))
+    }
+
+    /// Starts nats-server with `config` on `port`; the error is its log when
+    /// it stopped or never said it listens there (the port was taken: see
+    /// [`port_taken`], and start the whole setup again on another port).
+    pub fn try_start(port: u16, config: &str) -> Result<NatsServer, String> {
         let dir = tempfile::tempdir().expect("tempdir");
         std::fs::write(dir.path().join("nats-server.conf"), config).expect("write config");
         let mut s = NatsServer {
@@ -46,14 +53,16 @@ impl NatsServer {
             dir,
             restarts: 0,
         };
-        s.launch();
-        s
+        s.try_launch()?;
+        Ok(s)
     }
 
     /// Starts nats-server with `template`, whose client port is [`PORT`]:
     /// the server picks a free port itself (`-1`), which is read back from
     /// its log and written into the config, so a restart keeps it. No port
-    /// is chosen here and bound later by someone else.
+    /// is chosen here and bound later by someone else. Other listeners the
+    /// template sets to `-1` (routes, MQTT, WebSocket, monitoring) are read
+    /// back with [`NatsServer::logged_port`]; a restart picks them anew.
     pub fn start_any_port(template: &str) -> NatsServer {
         let dir = tempfile::tempdir().expect("tempdir");
         let conf = dir.path().join("nats-server.conf");
@@ -64,7 +73,7 @@ impl NatsServer {
         let proc = Proc::spawn(cmd, log.clone());
         let mut port = None;
         let found = wait_until(Duration::from_secs(10), || {
-            port = client_port(&read_log(&log));
+            port = logged_port_in(&read_log(&log), CLIENT_LISTENER);
             port.is_some()
         });
         assert!(
@@ -74,17 +83,40 @@ impl NatsServer {
         );
         let port = port.expect("found");
         std::fs::write(&conf, template.replace(PORT, &port.to_string())).expect("write config");
-        let s = NatsServer {
+        let mut s = NatsServer {
             proc: Some(proc),
             port,
             dir,
             restarts: 0,
         };
-        s.wait_listening();
+        s.wait_ready()
+            .unwrap_or_else(|log| panic!("nats-server did not start:\n{log}"));
         s
     }
 
+    /// The port a listener reports in the log, e.g. `"Listening for route
+    /// connections on "` for `cluster { listen: 127.0.0.1:-1 }`; waits
+    /// (bounded) for the line.
+    pub fn logged_port(&self, listener: &str) -> u16 {
+        let mut port = None;
+        let found = wait_until(Duration::from_secs(10), || {
+            port = logged_port_in(&self.log(), listener);
+            port.is_some()
+        });
+        assert!(
+            found,
+            "nats-server never logged {listener:?}:\n{}",
+            self.log()
+        );
+        port.expect("found")
+    }
+
     fn launch(&mut self) {
+        self.try_launch()
+            .unwrap_or_else(|log| panic!("nats-server did not start:\n{log}"));
+    }
+
+    fn try_launch(&mut self) -> Result<(), String> {
         let mut cmd = Command::new(nats_server_bin());
         cmd.arg("-c").arg(self.dir.path().join("nats-server.conf"));
         let log = self
@@ -92,15 +124,34 @@ impl NatsServer {
             .path()
             .join(format!("nats-server.{}.log", self.restarts));
         self.proc = Some(Proc::spawn(cmd, log));
-        self.wait_listening();
+        self.wait_ready()
     }
 
-    fn wait_listening(&self) {
-        let port = self.port;
-        let up = wait_until(Duration::from_secs(10), || {
-            TcpStream::connect(("127.0.0.1", port)).is_ok()
+    /// Waits (bounded) until this run of the server logs that it listens
+    /// on its port and is ready. Its own log, not a connect: a connect would
+    /// also succeed against whatever else took the port.
+    fn wait_ready(&mut self) -> Result<(), String> {
+        let log = self
+            .dir
+            .path()
+            .join(format!("nats-server.{}.log", self.restarts));
+        let listening = format!("{CLIENT_LISTENER}127.0.0.1:{}", self.port);
+        let proc = self.proc.as_mut().expect("launched");
+        let mut exited = false;
+        let ready = wait_until(Duration::from_secs(10), || {
+            let text = read_log(&log);
+            if text.contains(&listening) && text.contains("Server is ready") {
+                return true;
+            }
+            exited = matches!(proc.child.try_wait(), Ok(Some(_)));
+            exited
         });
-        assert!(up, "nats-server did not listen on {port}:\n{}", self.log());
+        if ready && !exited {
+            Ok(())
+        } else {
+            self.stop();
+            Err(read_log(&log))
+        }
     }
 
     pub fn url(&self) -> String {
@@ -144,11 +195,19 @@ impl NatsServer {
     }
 }
 
-/// The port from "Listening for client connections on 127.0.0.1:N".
-fn client_port(log: &str) -> Option<u16> {
-    let line = log
-        .lines()
-        .find(|l| l.contains("Listening for client connections on"))?;
+/// How nats-server announces its client listener.
+pub const CLIENT_LISTENER: &str = "Listening for client connections on ";
+
+/// Whether a failed start's log says its port was already taken.
+pub fn port_taken(log: &str) -> bool {
+    log.contains("address already in use")
+}
+
+/// The port on the first line that starts with `listener` after the log
+/// prefix, e.g. "Listening for client connections on 127.0.0.1:N" or
+/// "Listening for MQTT clients on mqtt://127.0.0.1:N".
+fn logged_port_in(log: &str, listener: &str) -> Option<u16> {
+    let line = log.lines().find(|l| l.contains(listener))?;
     line.rsplit(':').next()?.trim().parse().ok()
 }
 

@@ -224,6 +224,17 @@ impl ServiceProcess {
         svc
     }
 
+    /// The address `[http] listen` bound (`127.0.0.1:0` picks a free port),
+    /// from the line the service logs when it starts serving HTTP.
+    pub fn http_addr(&self) -> SocketAddr {
+        let log = self.log();
+        log.lines()
+            .find(|l| l.contains("http: /metrics"))
+            .and_then(|l| l.split_whitespace().find_map(|w| w.strip_prefix("addr=")))
+            .and_then(|a| a.parse().ok())
+            .unwrap_or_else(|| panic!("the service logged no http address:\n{log}"))
+    }
+
     /// Everything this instance logged, also after it stopped.
     pub fn log(&self) -> String {
         read_log(&self.log)
