@@ -6,31 +6,46 @@ use std::time::Duration;
 use crate::callout::Reply;
 use crate::reason::ALLOWED;
 
-/// One decision, as logged and as published on the audit subject.
+/// One decision, as logged and as published on the audit subject (the
+/// field names are the JSON keys).
 #[derive(serde::Serialize)]
-pub struct AuditEvent<'a> {
-    pub decision: &'static str,
-    pub reason: Option<String>,
-    pub reason_class: &'static str,
-    pub issuer: Option<&'a str>,
-    pub subject: Option<&'a str>,
-    pub client_host: &'a str,
-    pub client_name: &'a str,
-    pub server_id: &'a str,
-    pub client_id: u64,
+pub(crate) struct AuditEvent<'a> {
+    /// `allow` or `deny`.
+    decision: &'static str,
+    /// Why it was denied, as the client is told.
+    reason: Option<String>,
+    /// The stable class of the reason; `ok` when allowed.
+    reason_class: &'static str,
+    /// The configured issuer name, once the token got that far.
+    issuer: Option<&'a str>,
+    /// The token's `sub`.
+    subject: Option<&'a str>,
+    /// The client's address.
+    client_host: &'a str,
+    /// The CONNECT `name` the client chose (not trustworthy).
+    client_name: &'a str,
+    /// The server the client connected to.
+    server_id: &'a str,
+    /// The connection's id on that server (`cid`).
+    client_id: u64,
     /// The connection's NATS user key (for `revoke --user-nkey`).
-    pub user_nkey: &'a str,
-    pub rules: &'a [String],
-    pub account: Option<&'a str>,
-    pub expires_at: Option<i64>,
-    pub duration_us: u64,
+    user_nkey: &'a str,
+    /// The rules that matched (empty when denied).
+    rules: &'a [String],
+    /// The account the user was placed in.
+    account: Option<&'a str>,
+    /// Unix seconds the issued user JWT expires.
+    expires_at: Option<i64>,
+    /// Time to decide, in microseconds.
+    duration_us: u64,
     /// A failing source's denial, sent this much later (`[flood]`).
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub held_ms: Option<u64>,
+    held_ms: Option<u64>,
 }
 
 impl<'a> AuditEvent<'a> {
-    pub fn of(reply: &'a Reply, took: Duration) -> Self {
+    /// The event for one answered request that took `took`.
+    pub(crate) fn of(reply: &'a Reply, took: Duration) -> Self {
         let o = &reply.outcome;
         let approval = o.result.as_ref().ok();
         AuditEvent {
@@ -52,7 +67,16 @@ impl<'a> AuditEvent<'a> {
         }
     }
 
-    pub fn log(&self) {
+    /// The same event for a denial the tarpit held for `held`.
+    pub(crate) fn held(self, held: Option<Duration>) -> Self {
+        AuditEvent {
+            held_ms: held.map(|h| h.as_millis().min(u128::from(u64::MAX)) as u64),
+            ..self
+        }
+    }
+
+    /// Logs it on the `audit` target.
+    pub(crate) fn log(&self) {
         tracing::info!(
             target: "audit",
             decision = self.decision,

@@ -11,18 +11,18 @@ use crate::secret::read_secret;
 
 /// The credential fields `[nats]` and `[system]` share.
 #[derive(Debug, Clone, Copy)]
-pub struct Credentials<'a> {
-    pub user: Option<&'a str>,
-    pub password: Option<&'a str>,
-    pub password_file: Option<&'a Path>,
-    pub token: Option<&'a str>,
-    pub nkey_seed_file: Option<&'a Path>,
-    pub creds_file: Option<&'a Path>,
-    pub tls: Option<&'a TlsConfig>,
+pub(crate) struct Credentials<'a> {
+    pub(crate) user: Option<&'a str>,
+    pub(crate) password: Option<&'a str>,
+    pub(crate) password_file: Option<&'a Path>,
+    pub(crate) token: Option<&'a str>,
+    pub(crate) nkey_seed_file: Option<&'a Path>,
+    pub(crate) creds_file: Option<&'a Path>,
+    pub(crate) tls: Option<&'a TlsConfig>,
 }
 
 impl<'a> Credentials<'a> {
-    pub fn of_nats(n: &'a NatsConfig) -> Self {
+    pub(crate) fn of_nats(n: &'a NatsConfig) -> Self {
         Self {
             user: n.user.as_deref(),
             password: n.password.as_deref(),
@@ -34,7 +34,7 @@ impl<'a> Credentials<'a> {
         }
     }
 
-    pub fn of_system(s: &'a SystemConfig) -> Self {
+    pub(crate) fn of_system(s: &'a SystemConfig) -> Self {
         Self {
             user: s.user.as_deref(),
             password: s.password.as_deref(),
@@ -56,18 +56,22 @@ pub enum Persistence {
     Service,
 }
 
+/// The servers could not be reached or refused us; says which connection.
 #[derive(Debug, thiserror::Error)]
 #[error("cannot connect to NATS at {urls} ({what}): {reason}")]
 pub struct ConnectError {
+    /// The server URLs tried, comma-separated.
     pub urls: String,
+    /// Which config table the connection came from (`[nats]`, `[system]`).
     pub what: &'static str,
+    /// The secret file, URL or client library error.
     pub reason: String,
 }
 
 /// Connects with `creds` to `urls`; `what` names the connection in errors
 /// ("[nats]", "[system]"), `inbox_prefix` narrows the reply subjects the
 /// user must be allowed to subscribe to.
-pub async fn connect(
+pub(crate) async fn connect(
     urls: &[String],
     creds: Credentials<'_>,
     what: &'static str,

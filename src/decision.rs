@@ -25,40 +25,57 @@ use crate::verifier::{SetupError, Verifier, VerifyError};
 /// into the text the server logs ([`std::fmt::Display`]) and a class.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum Reason {
+    /// No token, or a JWT that fails verification (signature, issuer, times).
     #[error(transparent)]
     Token(#[from] TokenError),
+    /// The IdP called an opaque token inactive, or could not be asked.
     #[error(transparent)]
     Introspection(#[from] IntrospectionError),
+    /// The policy denies the verified token (no rule, a conflict, a bad value).
     #[error(transparent)]
     Policy(#[from] Denial),
+    /// Less lifetime left than a user is worth issuing for.
     #[error("token expires too soon to issue a user")]
     TokenExpiring,
     /// The revocation's reason, as the operator wrote it.
     #[error("revoked: {0}")]
     Revoked(String),
+    /// Fail closed: with `[system]` we do not know yet what is revoked.
     #[error("revocations unavailable: the revocation bucket has not been read since the service started")]
     RevocationsUnavailable,
+    /// The server-verified client certificate cannot be read.
     #[error(transparent)]
     Certificate(#[from] CertificateError),
+    /// The token's RFC 8705 certificate binding does not hold.
     #[error(transparent)]
     Binding(#[from] BindingError),
+    /// The server's request is past its `exp`.
     #[error(
         "request expired {late_secs} s ago: a replay, or the clocks of server and service disagree"
     )]
-    StaleRequest { late_secs: i64 },
+    StaleRequest {
+        /// Seconds between the request's `exp` and our clock.
+        late_secs: i64,
+    },
+    /// A request without `exp` could be replayed forever.
     #[error("request has no exp")]
     RequestWithoutExpiry,
+    /// The server's request does not decode or is not addressed to us.
     #[error("{0}")]
     BadRequest(String),
+    /// Too many requests in flight; shed rather than queue.
     #[error("service saturated: too many authorization requests in flight")]
     Saturated,
+    /// The decision missed its deadline (usually a slow IdP).
     #[error("decision took too long (deadline exceeded); is the IdP slow?")]
     Timeout,
+    /// Signing or sealing the answer failed.
     #[error("cannot build response: {0}")]
     Internal(String),
 }
 
 impl Reason {
+    /// The stable label for metrics and the audit line.
     pub fn class(&self) -> ReasonClass {
         match self {
             Reason::Token(e) => e.class(),
@@ -81,7 +98,9 @@ impl Reason {
 /// An approved identity and when its NATS user expires.
 #[derive(Debug, Clone)]
 pub struct Approval {
+    /// What the user may do: account, permissions, limits.
     pub grant: Grant,
+    /// Unix seconds; never past the token's `exp`.
     pub expires_at: i64,
     /// The token it was granted for (its kept claims): what a live session
     /// is re-evaluated with and revocations are matched against.
@@ -91,15 +110,18 @@ pub struct Approval {
 /// A decision and what it was about, for the audit line and `check`.
 #[derive(Debug, Clone)]
 pub struct Outcome {
+    /// The issuer's config name, once the token verified.
     pub issuer: Option<String>,
+    /// The token's `sub`, once it verified.
     pub subject: Option<String>,
+    /// The approval, or why not.
     pub result: Result<Approval, Reason>,
     /// Per-rule verdicts and subject origins, when asked for (`--explain`).
     pub trace: Option<(Vec<RuleTrace>, Vec<Origin>)>,
 }
 
 impl Outcome {
-    pub fn denied(reason: impl Into<Reason>) -> Self {
+    pub(crate) fn denied(reason: impl Into<Reason>) -> Self {
         Self {
             issuer: None,
             subject: None,
@@ -123,10 +145,13 @@ impl From<VerifyError> for Reason {
     }
 }
 
+/// Why the decider cannot start (or `check` cannot run).
 #[derive(Debug, thiserror::Error)]
 pub enum LoadError {
+    /// The policy file is missing or invalid.
     #[error(transparent)]
     Policy(#[from] PolicyError),
+    /// An issuer's keys or introspection cannot be set up.
     #[error(transparent)]
     Issuers(#[from] SetupError),
 }
@@ -155,12 +180,14 @@ pub struct Decider {
 /// conditions and the revocation check read.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct Request<'a> {
+    /// Client facts the policy's conditions read (host, name, TLS, …).
     pub conn: Connection<'a>,
     /// The NATS user key of this connection (revocable by `--user-nkey`).
     pub user_nkey: Option<&'a str>,
 }
 
 impl Decider {
+    /// Builds the issuers and loads the policy; no network yet.
     pub fn from_config(config: &Config) -> Result<Self, LoadError> {
         let verifier = Verifier::from_config(config)?;
         let issuers = verifier.issuers().clone();
@@ -193,14 +220,16 @@ impl Decider {
         self
     }
 
+    /// For warming key caches and naming issuers.
     pub fn issuers(&self) -> &Arc<Issuers> {
         &self.issuers
     }
 
-    pub fn verifier(&self) -> &Verifier {
+    pub(crate) fn verifier(&self) -> &Verifier {
         &self.verifier
     }
 
+    /// The policy in force now; a reload swaps it for later calls.
     pub fn policy(&self) -> Arc<Policy> {
         self.policy.read().expect("policy lock").clone()
     }

@@ -18,17 +18,17 @@ use crate::protocol::AUTH_SUBJECT;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
 #[serde(rename_all = "lowercase")]
-pub enum Severity {
+pub(crate) enum Severity {
     Info,
     Warning,
     Critical,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct Finding {
-    pub id: &'static str,
-    pub severity: Severity,
-    pub message: String,
+pub(crate) struct Finding {
+    pub(crate) id: &'static str,
+    pub(crate) severity: Severity,
+    pub(crate) message: String,
 }
 
 fn finding(id: &'static str, severity: Severity, message: impl Into<String>) -> Finding {
@@ -40,28 +40,28 @@ fn finding(id: &'static str, severity: Severity, message: impl Into<String>) -> 
 }
 
 /// What the audit looks at.
-pub struct Inputs<'a> {
-    pub varz: &'a Value,
+pub(crate) struct Inputs<'a> {
+    pub(crate) varz: &'a Value,
     /// `/connz?subs=detail&auth=true`, if it could be fetched.
-    pub connz: Option<&'a Value>,
+    pub(crate) connz: Option<&'a Value>,
     /// Whether a client with no credentials got in (None: not probed).
-    pub anonymous_accepted: Option<bool>,
+    pub(crate) anonymous_accepted: Option<bool>,
     /// The callout account this service's config names, with `--config`.
-    pub expected_account: Option<&'a str>,
+    pub(crate) expected_account: Option<&'a str>,
     /// The service's `request_timeout`, with `--config`.
-    pub request_timeout: Option<Duration>,
+    pub(crate) request_timeout: Option<Duration>,
     /// This host's clock (Unix ms) when `/varz` was read.
-    pub local_now_ms: Option<i64>,
+    pub(crate) local_now_ms: Option<i64>,
     /// With `--config`: why this service needs verified client certificates
     /// (an issuer requires bound tokens, or the policy has certificate
     /// rules), if it does.
-    pub needs_client_certificates: Option<String>,
+    pub(crate) needs_client_certificates: Option<String>,
     /// With `--config`: whether `[system]` is configured (revocation and
     /// live sessions on).
-    pub revocation_configured: Option<bool>,
+    pub(crate) revocation_configured: Option<bool>,
 }
 
-pub fn audit(i: &Inputs) -> Vec<Finding> {
+pub(crate) fn audit(i: &Inputs) -> Vec<Finding> {
     let v = i.varz;
     let mut out = Vec::new();
     let host = v["host"].as_str().unwrap_or_default();

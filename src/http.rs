@@ -18,17 +18,21 @@ use crate::metrics::{Exposition, Metrics};
 use crate::revocation::Health;
 
 /// What the endpoints report on.
-pub struct State {
-    pub callout: Arc<Callout>,
-    pub metrics: Arc<Metrics>,
-    pub flood: Arc<Flood>,
-    pub nats: async_nats::Client,
+pub(crate) struct State {
+    /// Issuers, keys and policy, for `/readyz` and their metrics.
+    pub(crate) callout: Arc<Callout>,
+    /// What `/metrics` exposes.
+    pub(crate) metrics: Arc<Metrics>,
+    /// The service's connection, for `/readyz`.
+    pub(crate) nats: async_nats::Client,
+    /// The flood tracker, for its metrics.
+    pub(crate) flood: Arc<Flood>,
     /// Revocations and sessions, with `[system]`.
-    pub live: Option<Arc<crate::live::Live>>,
+    pub(crate) live: Option<Arc<crate::live::Live>>,
 }
 
 /// Serves the endpoints on `listener` until the task is aborted.
-pub async fn serve(listener: tokio::net::TcpListener, state: Arc<State>) {
+pub(crate) async fn serve(listener: tokio::net::TcpListener, state: Arc<State>) {
     loop {
         let Ok((stream, _)) = listener.accept().await else {
             continue;

@@ -5,8 +5,15 @@
 /// Why a URL may not be fetched.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum UrlError {
+    /// Not parseable as a URL.
     #[error("{url} is not a URL: {reason}")]
-    Invalid { url: String, reason: String },
+    Invalid {
+        /// The text as configured.
+        url: String,
+        /// The parser's complaint.
+        reason: String,
+    },
+    /// Plain http to a non-loopback host, without `allow_insecure_http`.
     #[error("{0} is not https; use https or set allow_insecure_http for a non-loopback host")]
     Insecure(String),
 }

@@ -42,7 +42,9 @@ const RECONCILE: Duration = Duration::from_secs(30);
 
 /// The live-session side of one running service.
 pub struct Live {
+    /// The revocations in force, as the decider sees them.
     pub set: RevocationSet,
+    /// The connections we authorized that are still open.
     pub sessions: Arc<Registry>,
     enforcer: Arc<Enforcer>,
 }

@@ -5,10 +5,14 @@ use std::fmt;
 use std::ops::Range;
 use std::path::{Path, PathBuf};
 
+/// A point in a file, shown as `file:line:column`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Location {
+    /// As given (resolved against the config's directory).
     pub file: PathBuf,
+    /// 1-based.
     pub line: usize,
+    /// 1-based, in characters, not bytes.
     pub column: usize,
 }
 
@@ -38,7 +42,9 @@ impl fmt::Display for Location {
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("{location}: {message}")]
 pub struct LocatedError {
+    /// Where the offending value starts.
     pub location: Location,
+    /// What is wrong with it.
     pub message: String,
 }
 

@@ -3,12 +3,23 @@
 
 use std::path::{Path, PathBuf};
 
+/// Why a secret file gives no secret; never contains the secret.
 #[derive(Debug, thiserror::Error)]
 pub enum SecretError {
+    /// Missing, unreadable or not UTF-8.
     #[error("cannot read {}: {reason}", path.display())]
-    Read { path: PathBuf, reason: String },
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// The I/O error.
+        reason: String,
+    },
+    /// Nothing but blank or comment lines.
     #[error("{}: the file holds no secret (only blank or comment lines)", path.display())]
-    Empty { path: PathBuf },
+    Empty {
+        /// The file.
+        path: PathBuf,
+    },
 }
 
 /// The first non-empty line that is not a comment (`#`, or the `--` lines

@@ -349,8 +349,7 @@ impl Handler {
         {
             return;
         }
-        let mut event = AuditEvent::of(&reply, took);
-        event.held_ms = held.map(|h| h.as_millis() as u64);
+        let event = AuditEvent::of(&reply, took).held(held);
         event.log();
         if let Some(subject) = self.audit_subject.as_deref() {
             let json = serde_json::to_vec(&event).expect("audit event serializes");

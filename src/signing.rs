@@ -9,12 +9,20 @@ use crate::config::Config;
 use crate::protocol::{AccountSigner, NkeySigner, Sealer};
 use crate::secret::{read_secret, SecretError};
 
+/// Why a signing or encryption key cannot be loaded at startup.
 #[derive(Debug, thiserror::Error)]
 pub enum KeyError {
+    /// The seed file cannot be read or is empty.
     #[error(transparent)]
     Secret(#[from] SecretError),
+    /// The file holds something other than the seed kind expected.
     #[error("{path}: {reason}")]
-    NotAKey { path: String, reason: String },
+    NotAKey {
+        /// The seed file.
+        path: String,
+        /// What was expected, and how to make one.
+        reason: String,
+    },
 }
 
 /// Operator mode: the key that signs users of one target account.
@@ -23,23 +31,23 @@ struct Target {
     signer: AccountSigner,
 }
 
-pub struct Signers {
+pub(crate) struct Signers {
     /// Signs responses, and users in config mode.
-    pub callout: AccountSigner,
-    pub xkey: Option<Sealer>,
+    pub(crate) callout: AccountSigner,
+    pub(crate) xkey: Option<Sealer>,
     /// Operator mode's target accounts by name; empty in config mode.
     targets: HashMap<String, Target>,
 }
 
 /// Who signs a user JWT for an account, and the account it must name as
 /// `issuer_account` when that key is one of the account's signing keys.
-pub struct UserSigner<'a> {
-    pub signer: &'a AccountSigner,
-    pub issuer_account: Option<&'a str>,
+pub(crate) struct UserSigner<'a> {
+    pub(crate) signer: &'a AccountSigner,
+    pub(crate) issuer_account: Option<&'a str>,
 }
 
 impl Signers {
-    pub fn from_config(config: &Config) -> Result<Self, KeyError> {
+    pub(crate) fn from_config(config: &Config) -> Result<Self, KeyError> {
         let callout = account_seed(
             &config.resolve(&config.signing.issuer_seed_file),
             "not an account seed (SA…); create one with `keygen account`".into(),
@@ -79,7 +87,7 @@ impl Signers {
 
     /// The key for users of `account`: the callout key in config mode, the
     /// account's own (signing) key in operator mode.
-    pub fn for_user(&self, account: &str) -> Result<UserSigner<'_>, String> {
+    pub(crate) fn for_user(&self, account: &str) -> Result<UserSigner<'_>, String> {
         if self.targets.is_empty() {
             return Ok(UserSigner {
                 signer: &self.callout,

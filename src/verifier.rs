@@ -16,22 +16,27 @@ const DISCOVERY_RETRY: Duration = Duration::from_secs(5);
 /// Why a bearer token was refused, by the path it took.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum VerifyError {
+    /// A JWT checked against its issuer's keys.
     #[error(transparent)]
     Token(#[from] TokenError),
+    /// A token the IdP was asked about.
     #[error(transparent)]
     Introspection(#[from] IntrospectionError),
 }
 
+/// Why the issuers cannot be set up at startup.
 #[derive(Debug, thiserror::Error)]
 pub enum SetupError {
+    /// A JWKS source (file, URL) is unusable.
     #[error(transparent)]
     Jwks(#[from] JwksError),
+    /// An introspection secret or key cannot be read.
     #[error("{0}")]
     Introspection(String),
 }
 
 /// Every issuer's way of checking a token.
-pub struct Verifier {
+pub(crate) struct Verifier {
     issuers: Arc<Issuers>,
     /// One per issuer that introspects, in config order.
     introspectors: Vec<Arc<Introspector>>,
@@ -41,7 +46,7 @@ pub struct Verifier {
 impl Verifier {
     /// Reads every introspection secret or key now, so a missing file fails
     /// startup rather than the first connection.
-    pub fn from_config(config: &Config) -> Result<Self, SetupError> {
+    pub(crate) fn from_config(config: &Config) -> Result<Self, SetupError> {
         let issuers = Arc::new(Issuers::new(config)?);
         let introspectors = config
             .issuers
@@ -57,11 +62,11 @@ impl Verifier {
         })
     }
 
-    pub fn issuers(&self) -> &Arc<Issuers> {
+    pub(crate) fn issuers(&self) -> &Arc<Issuers> {
         &self.issuers
     }
 
-    pub fn introspectors(&self) -> &[Arc<Introspector>] {
+    pub(crate) fn introspectors(&self) -> &[Arc<Introspector>] {
         &self.introspectors
     }
 
@@ -71,7 +76,7 @@ impl Verifier {
 
     /// Verifies a bearer token as `serve` does; the claims are cut down to
     /// `keep` whichever path it took.
-    pub async fn verify(
+    pub(crate) async fn verify(
         &self,
         token: &str,
         keep: KeptClaims<'_>,
@@ -105,7 +110,7 @@ impl Verifier {
 
     /// Looks up every introspection endpoint now (discovery, unless
     /// configured), for the startup log and readiness.
-    pub async fn resolve_endpoints(&self) -> Vec<(String, Result<(), IntrospectionError>)> {
+    pub(crate) async fn resolve_endpoints(&self) -> Vec<(String, Result<(), IntrospectionError>)> {
         let lookups = self
             .introspectors
             .iter()
@@ -115,7 +120,7 @@ impl Verifier {
 
     /// Retries the endpoint lookup of every introspector that has none yet,
     /// until it succeeds, so readiness recovers without waiting for a token.
-    pub fn spawn_discovery(&self, tasks: &mut tokio::task::JoinSet<()>) {
+    pub(crate) fn spawn_discovery(&self, tasks: &mut tokio::task::JoinSet<()>) {
         for i in &self.introspectors {
             let i = i.clone();
             tasks.spawn(async move {

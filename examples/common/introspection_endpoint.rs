@@ -13,14 +13,14 @@ use hyper_util::rt::TokioIo;
 
 use crate::tokens::{claims, Shape};
 
-pub struct Endpoint {
+pub(crate) struct Endpoint {
     /// The introspection endpoint's URL (http on 127.0.0.1).
-    pub url: String,
-    pub calls: Arc<AtomicU64>,
+    pub(crate) url: String,
+    pub(crate) calls: Arc<AtomicU64>,
 }
 
 /// Binds 127.0.0.1 and serves on the current runtime.
-pub async fn start(shape: Shape, iss: &str) -> Endpoint {
+pub(crate) async fn start(shape: Shape, iss: &str) -> Endpoint {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let url = format!("http://{}/introspect", listener.local_addr().unwrap());
     let calls = Arc::new(AtomicU64::new(0));

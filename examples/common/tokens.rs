@@ -5,7 +5,7 @@ use serde_json::{json, Value};
 /// The claims of the i-th distinct token. `minimal` carries only what the
 /// bench policy reads; `rich` is shaped like a Keycloak access token (about
 /// 900 bytes of JSON), which is what a cache entry holds in practice.
-pub fn claims(shape: Shape, iss: &str, i: usize, now: u64) -> Value {
+pub(crate) fn claims(shape: Shape, iss: &str, i: usize, now: u64) -> Value {
     match shape {
         Shape::Minimal => json!({"iss": iss, "aud": "nats", "sub": format!("client-{i}"),
             "scope": "nats", "iat": now, "exp": now + 600}),
@@ -30,7 +30,7 @@ pub fn claims(shape: Shape, iss: &str, i: usize, now: u64) -> Value {
 }
 
 #[derive(Clone, Copy, Debug)]
-pub enum Shape {
+pub(crate) enum Shape {
     Minimal,
     Rich,
 }
@@ -47,7 +47,7 @@ impl std::str::FromStr for Shape {
 }
 
 /// VmRSS and VmHWM of a process (`self` or a pid), in KiB.
-pub fn memory_kib(pid: &str) -> (u64, u64) {
+pub(crate) fn memory_kib(pid: &str) -> (u64, u64) {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
     let field = |name: &str| {
         status

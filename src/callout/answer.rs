@@ -11,7 +11,7 @@ use crate::signing::Signers;
 
 /// The response payload for `req`: the signed JWT, sealed with `reply_key`
 /// when the request came sealed.
-pub fn respond(
+pub(crate) fn respond(
     signers: &Signers,
     req: &AuthorizationRequest,
     reply_key: Option<&ServerBox>,

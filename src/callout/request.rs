@@ -9,17 +9,20 @@ use crate::protocol::{
 };
 
 /// Requests are ~1 KB plus the client's token (and certificates with mTLS).
-pub const MAX_REQUEST_BYTES: usize = 512 * 1024;
+pub(crate) const MAX_REQUEST_BYTES: usize = 512 * 1024;
 
 /// A request's `exp` is the server's own callout deadline (now + its auth
 /// timeout), so a later answer is useless to the server and a request that
 /// old is a replay. The slack absorbs clock skew between the two hosts.
-pub const REQUEST_EXPIRY_SLACK_SECS: i64 = 10;
+pub(crate) const REQUEST_EXPIRY_SLACK_SECS: i64 = 10;
 
 /// A request that can be answered: its claims, and the box to seal the
-/// answer with when it came sealed.
+/// answer with when it came sealed. Public for the bench's ceiling
+/// responder, which opens requests exactly as the service does.
 pub struct Opened {
+    /// The decoded, checked request.
     pub request: NatsClaims<AuthorizationRequest>,
+    /// The box to seal the answer with, when the request came sealed.
     pub reply_key: Option<ServerBox>,
 }
 
@@ -61,7 +64,7 @@ pub fn open(
 /// Why a request is too old to decide on, if it is: its `exp` is the
 /// server's own deadline, so past it (and the slack) it is a replay or the
 /// clocks disagree.
-pub fn stale(claims: &ClaimsData, now: i64) -> Option<Reason> {
+pub(crate) fn stale(claims: &ClaimsData, now: i64) -> Option<Reason> {
     if claims.exp <= 0 {
         return Some(Reason::RequestWithoutExpiry);
     }
@@ -70,7 +73,7 @@ pub fn stale(claims: &ClaimsData, now: i64) -> Option<Reason> {
 }
 
 /// The bearer token: the first configured CONNECT field that is not empty.
-pub fn token<'a>(req: &'a AuthorizationRequest, sources: &[TokenSource]) -> Option<&'a str> {
+pub(crate) fn token<'a>(req: &'a AuthorizationRequest, sources: &[TokenSource]) -> Option<&'a str> {
     sources
         .iter()
         .map(|s| match s {
@@ -81,7 +84,7 @@ pub fn token<'a>(req: &'a AuthorizationRequest, sources: &[TokenSource]) -> Opti
 }
 
 /// `nats`, `websocket`, `mqtt`, or `leafnode` (whose `type` is empty).
-pub fn connection_type(req: &AuthorizationRequest) -> &str {
+pub(crate) fn connection_type(req: &AuthorizationRequest) -> &str {
     if req.client_info.kind.eq_ignore_ascii_case("leafnode") {
         "leafnode"
     } else {
@@ -92,7 +95,7 @@ pub fn connection_type(req: &AuthorizationRequest) -> &str {
 /// Prefix and checksum, as nats-io/nkeys' `IsValidPublicUserKey` checks.
 /// Not `KeyPair::from_public_key`, which also decompresses the curve point
 /// (a field inversion, ~3% of a decision) for a key only the server uses.
-pub fn is_user_key(key: &str) -> bool {
+pub(crate) fn is_user_key(key: &str) -> bool {
     nkeys::from_public_key(key)
         .is_ok_and(|(prefix, _)| nkeys::KeyPairType::from(prefix) == nkeys::KeyPairType::User)
 }

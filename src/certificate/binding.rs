@@ -24,20 +24,31 @@ pub enum CertificateBound {
     Required,
 }
 
+/// Why a token's RFC 8705 binding does not hold for this connection.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum BindingError {
+    /// The token is bound but the connection has no verified certificate.
     #[error(
         "token is bound to a client certificate (cnf.x5t#S256) but the connection has no verified client certificate"
     )]
     NoCertificate,
+    /// The token is bound to a different certificate (stolen token?).
     #[error(
         "token is bound to another client certificate (cnf.x5t#S256 {token}, connection {connection})"
     )]
-    Mismatch { token: String, connection: String },
+    Mismatch {
+        /// The token's `x5t#S256`.
+        token: String,
+        /// The connection certificate's `x5t#S256`.
+        connection: String,
+    },
+    /// The issuer demands bound tokens and this one is not.
     #[error("issuer requires certificate-bound tokens (cnf.x5t#S256); the token has no cnf claim")]
     Required,
+    /// `cnf` is not an object holding a string `x5t#S256`.
     #[error("token's cnf claim is malformed: {0}")]
     Malformed(String),
+    /// A `cnf` method (e.g. `jkt`, DPoP) that NATS cannot prove.
     #[error("token's cnf uses {0}, which cannot be proven over NATS; only x5t#S256 is supported")]
     UnsupportedMethod(String),
 }

@@ -11,7 +11,7 @@ use x509_cert::der::oid::ObjectIdentifier;
 use x509_cert::der::{Encode, Tag, Tagged};
 use x509_cert::name::Name;
 
-pub const COMMON_NAME: ObjectIdentifier = ObjectIdentifier::new_unwrap("2.5.4.3");
+pub(crate) const COMMON_NAME: ObjectIdentifier = ObjectIdentifier::new_unwrap("2.5.4.3");
 
 /// RFC 4514 section 3, plus the two names Go's `pkix` adds.
 const SHORT_NAMES: [(ObjectIdentifier, &str); 11] = [
@@ -37,7 +37,7 @@ const SHORT_NAMES: [(ObjectIdentifier, &str); 11] = [
 /// Most specific RDN first, `,` between RDNs, `+` inside one. Attributes
 /// without a short name, or whose value is not a string, are written as
 /// `OID=#hex` of their DER value (RFC 4514 section 2.4).
-pub fn rfc4514(name: &Name) -> String {
+pub(crate) fn rfc4514(name: &Name) -> String {
     let mut out = String::new();
     for (i, rdn) in name.0.iter().rev().enumerate() {
         if i > 0 {
@@ -74,7 +74,7 @@ fn write_attribute(out: &mut String, atv: &AttributeTypeAndValue) {
 }
 
 /// The value of a string attribute.
-pub fn text(atv: &AttributeTypeAndValue) -> Option<String> {
+pub(crate) fn text(atv: &AttributeTypeAndValue) -> Option<String> {
     let v = &atv.value;
     match v.tag() {
         Tag::Utf8String => Utf8StringRef::try_from(v).ok().map(|s| s.to_string()),

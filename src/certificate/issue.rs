@@ -14,23 +14,32 @@ use x509_cert::der::pem::{encode_string, LineEnding};
 /// A subject alternative name for [`LocalCa::issue`].
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum San {
+    /// A host name.
     Dns(String),
+    /// An IP address (e.g. `127.0.0.1` for a loopback server).
     Ip(IpAddr),
+    /// A URI, such as a SPIFFE ID.
     Uri(String),
+    /// An RFC 822 email address.
     Email(String),
 }
 
 /// What a leaf certificate is for: its extended key usage.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Usage {
+    /// TLS server authentication.
     Server,
+    /// TLS client authentication (mTLS).
     Client,
 }
 
 /// A certificate and its private key, both PEM.
 pub struct Issued {
+    /// The certificate, PEM.
     pub cert_pem: String,
+    /// Its PKCS#8 private key, PEM.
     pub key_pem: String,
+    /// The certificate, DER (for digests).
     pub der: Vec<u8>,
 }
 
@@ -43,6 +52,7 @@ impl std::fmt::Debug for Issued {
     }
 }
 
+/// A CA key and certificate that issue leaves on request.
 pub struct LocalCa {
     issuer: Issuer<'static, KeyPair>,
     cert: Issued,

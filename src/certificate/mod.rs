@@ -40,7 +40,11 @@
 //!   dots or spaces.
 
 mod binding;
+#[cfg(test)]
+mod binding_tests;
 mod condition;
+#[cfg(test)]
+mod condition_tests;
 mod dn;
 pub mod issue;
 #[cfg(test)]
@@ -94,11 +98,15 @@ pub struct ClientCertificate {
     /// RFC2253` prints it; for such common attributes nats-server logs the
     /// same string.
     pub subject: String,
+    /// Issuer DN, in the same RFC 4514 form as `subject`.
     pub issuer: String,
     /// The subject's common name (the last CN in DER order, as Go reads it).
     pub cn: Option<String>,
+    /// DNS names from the subjectAltName extension.
     pub san_dns: Vec<String>,
+    /// URIs from the subjectAltName extension (SPIFFE IDs among them).
     pub san_uri: Vec<String>,
+    /// RFC 822 email addresses from the subjectAltName extension.
     pub san_email: Vec<String>,
     /// SHA-256 of the DER certificate, lowercase hex.
     pub sha256: String,
@@ -107,24 +115,39 @@ pub struct ClientCertificate {
     digest: [u8; 32],
 }
 
+/// Why the verified client certificate cannot be read; the connection is denied.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum CertificateError {
+    /// More verified chains than we are willing to parse.
     #[error("client_tls has {0} verified chains; at most {MAX_CHAINS} are accepted")]
     TooManyChains(usize),
+    /// A chain without even a leaf.
     #[error("verified chain {0} is empty")]
     EmptyChain(usize),
+    /// A chain over the length limit.
     #[error("verified chain {chain} has {len} certificates; at most {MAX_CHAIN_LEN} are accepted")]
-    ChainTooLong { chain: usize, len: usize },
+    ChainTooLong {
+        /// Index of the chain in `verified_chains`.
+        chain: usize,
+        /// Certificates in it.
+        len: usize,
+    },
+    /// A PEM string over the size limit, refused before decoding.
     #[error("client certificate is {0} bytes of PEM; at most {MAX_PEM_BYTES} are accepted")]
     TooLarge(usize),
+    /// The server sent something that does not decode as PEM.
     #[error("client certificate is not PEM: {0}")]
     NotPem(String),
+    /// PEM of another kind (a key, a CSR).
     #[error("client certificate PEM is labelled {0:?}, not CERTIFICATE")]
     NotACertificate(String),
+    /// The DER inside does not parse as a certificate.
     #[error("client certificate is not valid X.509: {0}")]
     BadX509(String),
+    /// The subjectAltName extension does not parse.
     #[error("client certificate has a bad subjectAltName: {0}")]
     BadSubjectAltName(String),
+    /// Two chains start with different leaves: which one is the client?
     #[error("verified chains disagree on the client certificate (chain {0})")]
     InconsistentLeaf(usize),
 }
@@ -132,12 +155,20 @@ pub enum CertificateError {
 /// Why a `{cert.NAME}` placeholder has no single value.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum FieldError {
+    /// A placeholder name that is not in [`TEMPLATE_FIELDS`].
     #[error("cert.{0} is not a certificate field")]
     Unknown(String),
+    /// The certificate lacks the field (no CN, no SAN of that kind).
     #[error("the client certificate has no {0}")]
     Missing(String),
+    /// Several values (e.g. SANs) where one subject token is needed.
     #[error("the client certificate has {count} {field} values; a subject needs exactly one")]
-    Ambiguous { field: String, count: usize },
+    Ambiguous {
+        /// The placeholder's field name.
+        field: String,
+        /// How many values the certificate has for it.
+        count: usize,
+    },
 }
 
 impl ClientCertificate {
@@ -181,6 +212,7 @@ impl ClientCertificate {
         tls.is_some_and(|t| t.verified_chains.is_empty() && !t.certs.is_empty())
     }
 
+    /// Reads one PEM certificate, as nats-server sends it in a chain.
     pub fn from_pem(pem: &str) -> Result<Self, CertificateError> {
         Self::from_der(&pem_to_der(pem)?)
     }

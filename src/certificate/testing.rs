@@ -7,17 +7,17 @@ use x509_cert::der::pem::{encode_string, LineEnding};
 
 use crate::protocol::ClientTls;
 
-pub struct Made {
-    pub der: Vec<u8>,
-    pub pem: String,
+pub(crate) struct Made {
+    pub(crate) der: Vec<u8>,
+    pub(crate) pem: String,
 }
 
 /// A self-signed certificate; `dn` in DER order (most general first).
-pub fn make(dn: &[(DnType, &str)], sans: Vec<SanType>) -> Made {
+pub(crate) fn make(dn: &[(DnType, &str)], sans: Vec<SanType>) -> Made {
     make_with(dn, sans, Vec::new())
 }
 
-pub fn make_with(
+pub(crate) fn make_with(
     dn: &[(DnType, &str)],
     sans: Vec<SanType>,
     extensions: Vec<CustomExtension>,
@@ -38,24 +38,24 @@ pub fn make_with(
     }
 }
 
-pub fn pem(der: &[u8]) -> String {
+pub(crate) fn pem(der: &[u8]) -> String {
     encode_string("CERTIFICATE", LineEnding::LF, der).unwrap()
 }
 
-pub fn uri(s: &str) -> SanType {
+pub(crate) fn uri(s: &str) -> SanType {
     SanType::URI(s.to_owned().try_into().unwrap())
 }
 
-pub fn dns(s: &str) -> SanType {
+pub(crate) fn dns(s: &str) -> SanType {
     SanType::DnsName(s.to_owned().try_into().unwrap())
 }
 
-pub fn email(s: &str) -> SanType {
+pub(crate) fn email(s: &str) -> SanType {
     SanType::Rfc822Name(s.to_owned().try_into().unwrap())
 }
 
 /// `client_tls` as the server sends it for a verified connection.
-pub fn verified(chains: Vec<Vec<String>>) -> ClientTls {
+pub(crate) fn verified(chains: Vec<Vec<String>>) -> ClientTls {
     ClientTls {
         version: "1.3".into(),
         cipher: "TLS_AES_128_GCM_SHA256".into(),
@@ -65,7 +65,7 @@ pub fn verified(chains: Vec<Vec<String>>) -> ClientTls {
 }
 
 /// Runs `openssl` on a PEM certificate; the tests need it (Debian has it).
-pub fn openssl(pem: &str, args: &[&str]) -> Vec<u8> {
+pub(crate) fn openssl(pem: &str, args: &[&str]) -> Vec<u8> {
     let dir = tempfile::tempdir().unwrap();
     let file = dir.path().join("cert.pem");
     std::fs::write(&file, pem).unwrap();

@@ -16,7 +16,7 @@ use crate::reason::ALLOWED;
 
 #[derive(Args, Debug)]
 #[command(group = clap::ArgGroup::new("input").required(true))]
-pub struct CheckArgs {
+pub(crate) struct CheckArgs {
     #[arg(long)]
     config: PathBuf,
     /// The token (a JWT or an opaque token), `@path` to read it from a file,
@@ -37,7 +37,7 @@ pub struct CheckArgs {
     explain: bool,
 }
 
-pub fn run(args: CheckArgs) -> ExitCode {
+pub(crate) fn run(args: CheckArgs) -> ExitCode {
     let config = match super::load_config(&args.config) {
         Ok(c) => c,
         Err(code) => return code,

@@ -11,7 +11,7 @@ use serde_json::{json, Value};
 use crate::doctor::{audit, Inputs, Severity};
 
 #[derive(Args, Debug)]
-pub struct DoctorArgs {
+pub(crate) struct DoctorArgs {
     /// The server's monitoring endpoint, e.g. http://127.0.0.1:8222
     #[arg(long)]
     monitor: String,
@@ -23,7 +23,7 @@ pub struct DoctorArgs {
     json: bool,
 }
 
-pub fn run(args: DoctorArgs) -> ExitCode {
+pub(crate) fn run(args: DoctorArgs) -> ExitCode {
     let config = match &args.config {
         Some(p) => match super::load_config(p) {
             Ok(c) => Some(c),

@@ -8,14 +8,14 @@ use std::process::ExitCode;
 use clap::ValueEnum;
 
 #[derive(Clone, Copy, Debug, ValueEnum)]
-pub enum KeyKind {
+pub(crate) enum KeyKind {
     /// Account nkey (seed `SA…`, public `A…`): signs user JWTs and responses.
     Account,
     /// Curve key (seed `SX…`, public `X…`): encrypts callout traffic.
     Xkey,
 }
 
-pub fn run(kind: KeyKind, out: &Path) -> ExitCode {
+pub(crate) fn run(kind: KeyKind, out: &Path) -> ExitCode {
     let (seed, public) = match kind {
         KeyKind::Account => {
             let k = nkeys::KeyPair::new_account();
@@ -37,12 +37,12 @@ pub fn run(kind: KeyKind, out: &Path) -> ExitCode {
 }
 
 /// Creates `path` with mode 0600; refuses to overwrite an existing file.
-pub fn write_secret(path: &Path, contents: &[u8]) -> Result<(), String> {
+pub(crate) fn write_secret(path: &Path, contents: &[u8]) -> Result<(), String> {
     write_new(path, contents, 0o600)
 }
 
 /// Creates `path` with `mode`; refuses to overwrite an existing file.
-pub fn write_new(path: &Path, contents: &[u8], mode: u32) -> Result<(), String> {
+pub(crate) fn write_new(path: &Path, contents: &[u8], mode: u32) -> Result<(), String> {
     if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
         std::fs::create_dir_all(parent)
             .map_err(|e| format!("cannot create {}: {e}", parent.display()))?;

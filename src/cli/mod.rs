@@ -27,22 +27,22 @@ use crate::signing::{KeyError, Signers};
     version,
     about = "NATS auth callout for OAuth/OIDC bearer tokens"
 )]
-pub struct Cli {
+pub(crate) struct Cli {
     /// Log format on stderr.
     #[arg(long, global = true, value_enum, default_value_t = LogFormat::Human)]
-    pub log_format: LogFormat,
+    pub(crate) log_format: LogFormat,
     #[command(subcommand)]
-    pub command: Command,
+    pub(crate) command: Command,
 }
 
 #[derive(Clone, Copy, Debug, ValueEnum)]
-pub enum LogFormat {
+pub(crate) enum LogFormat {
     Human,
     Json,
 }
 
 #[derive(Subcommand, Debug)]
-pub enum Command {
+pub(crate) enum Command {
     /// Run the service until SIGINT/SIGTERM; SIGHUP reloads the policy.
     Serve {
         #[arg(long)]

@@ -19,7 +19,7 @@ use crate::system::{replicas_for, ConnzQuery, Kick, SystemClient};
 /// Exactly one of these names who is revoked.
 #[derive(Args, Debug)]
 #[group(id = "selector", required = true, multiple = false)]
-pub struct SelectorArgs {
+pub(crate) struct SelectorArgs {
     /// The token's `sub` (with --issuer: of that issuer only).
     #[arg(long)]
     subject: Option<String>,
@@ -35,7 +35,7 @@ pub struct SelectorArgs {
 }
 
 #[derive(Args, Debug)]
-pub struct RevokeArgs {
+pub(crate) struct RevokeArgs {
     #[arg(long)]
     config: PathBuf,
     #[command(flatten)]
@@ -52,7 +52,7 @@ pub struct RevokeArgs {
 }
 
 #[derive(Args, Debug)]
-pub struct UnrevokeArgs {
+pub(crate) struct UnrevokeArgs {
     #[arg(long)]
     config: PathBuf,
     #[command(flatten)]
@@ -105,7 +105,7 @@ fn operator() -> String {
     format!("{user}@{host}")
 }
 
-pub fn revoke(args: RevokeArgs) -> ExitCode {
+pub(crate) fn revoke(args: RevokeArgs) -> ExitCode {
     let config = match load_config(&args.config) {
         Ok(c) => c,
         Err(code) => return code,
@@ -278,7 +278,7 @@ async fn close_matching(sys: &SystemClient, config: &Config, selector: &Selector
     sweep
 }
 
-pub fn unrevoke(args: UnrevokeArgs) -> ExitCode {
+pub(crate) fn unrevoke(args: UnrevokeArgs) -> ExitCode {
     let config = match load_config(&args.config) {
         Ok(c) => c,
         Err(code) => return code,
@@ -310,7 +310,7 @@ pub fn unrevoke(args: UnrevokeArgs) -> ExitCode {
     }
 }
 
-pub fn revocations(args: ListArgs) -> ExitCode {
+pub(crate) fn revocations(args: ListArgs) -> ExitCode {
     let config = match load_config(&args.config) {
         Ok(c) => c,
         Err(code) => return code,

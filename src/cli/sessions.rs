@@ -17,7 +17,7 @@ use crate::session::{SessionFacts, SessionSummary, SESSIONS_SUBJECT};
 use crate::system::{ConnzQuery, SystemClient};
 
 #[derive(Args, Debug)]
-pub struct ListArgs {
+pub(crate) struct ListArgs {
     #[arg(long)]
     pub(super) config: PathBuf,
     /// Print JSON.
@@ -96,7 +96,7 @@ pub(super) fn time(unix: Option<i64>) -> String {
         )
 }
 
-pub fn sessions(args: ListArgs) -> ExitCode {
+pub(crate) fn sessions(args: ListArgs) -> ExitCode {
     let config = match load_config(&args.config) {
         Ok(c) => c,
         Err(code) => return code,

@@ -14,7 +14,7 @@ use crate::client::{backoff, refresh_after, ClientCredentials, TokenError};
 use crate::secret::read_secret;
 
 #[derive(Args, Debug)]
-pub struct TokenArgs {
+pub(crate) struct TokenArgs {
     /// The issuer; its discovery document names the token endpoint.
     #[arg(long)]
     issuer_url: String,
@@ -41,7 +41,7 @@ pub struct TokenArgs {
     refresh: bool,
 }
 
-pub fn run(args: TokenArgs) -> ExitCode {
+pub(crate) fn run(args: TokenArgs) -> ExitCode {
     let source = match source(&args) {
         Ok(s) => s,
         Err(e) => return super::bad(e),

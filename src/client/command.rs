@@ -10,6 +10,7 @@ use super::{TokenError, TokenSource};
 
 const TIMEOUT: Duration = Duration::from_secs(30);
 
+/// Runs a command at every connect; its trimmed stdout is the token.
 #[derive(Debug, Clone)]
 pub struct TokenCommand {
     program: String,
@@ -17,6 +18,7 @@ pub struct TokenCommand {
 }
 
 impl TokenCommand {
+    /// Run directly, not through a shell: `args` are passed as they are.
     pub fn new<I, A>(program: impl Into<String>, args: I) -> TokenCommand
     where
         I: IntoIterator<Item = A>,

@@ -61,6 +61,7 @@ impl ClientCredentialsBuilder {
         self
     }
 
+    /// Fails on an invalid or insecure issuer URL, or an empty client id.
     pub fn build(self) -> Result<ClientCredentials, TokenError> {
         check_url(&self.issuer, self.allow_insecure_http)?;
         if self.client_id.is_empty() {
@@ -100,6 +101,7 @@ struct OAuthError {
 }
 
 impl ClientCredentials {
+    /// `issuer_url` is where discovery finds the token endpoint.
     pub fn builder(
         issuer_url: impl Into<String>,
         client_id: impl Into<String>,

@@ -7,16 +7,19 @@ use std::path::{Path, PathBuf};
 
 use super::{TokenError, TokenSource};
 
+/// Reads the file at every connect; its trimmed contents are the token.
 #[derive(Debug, Clone)]
 pub struct TokenFile {
     path: PathBuf,
 }
 
 impl TokenFile {
+    /// The file need not exist yet: it is first read at a connect.
     pub fn new(path: impl Into<PathBuf>) -> TokenFile {
         TokenFile { path: path.into() }
     }
 
+    /// For messages that say which file failed.
     pub fn path(&self) -> &Path {
         &self.path
     }

@@ -10,9 +10,10 @@ use super::http::{self, check_url, unreachable, without_query};
 use super::refresh::{Fetched, Refreshing};
 use super::{TokenError, TokenSource};
 
-pub const REQUEST_URL_VAR: &str = "ACTIONS_ID_TOKEN_REQUEST_URL";
-pub const REQUEST_TOKEN_VAR: &str = "ACTIONS_ID_TOKEN_REQUEST_TOKEN";
+pub(crate) const REQUEST_URL_VAR: &str = "ACTIONS_ID_TOKEN_REQUEST_URL";
+pub(crate) const REQUEST_TOKEN_VAR: &str = "ACTIONS_ID_TOKEN_REQUEST_TOKEN";
 
+/// The job's OIDC ID token for one audience, renewed ahead of its `exp`.
 pub struct GitHubActions {
     url: url::Url,
     request_token: String,

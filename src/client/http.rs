@@ -26,7 +26,7 @@ pub fn check_url(url: &str, allow_insecure_http: bool) -> Result<url::Url, Token
     }
 }
 
-pub fn client() -> Result<reqwest::Client, TokenError> {
+pub(crate) fn client() -> Result<reqwest::Client, TokenError> {
     reqwest::Client::builder()
         .redirect(reqwest::redirect::Policy::none())
         .timeout(TIMEOUT)
@@ -35,7 +35,7 @@ pub fn client() -> Result<reqwest::Client, TokenError> {
 }
 
 /// A transport failure, named by the URL's origin and path only.
-pub fn unreachable(url: &str, e: reqwest::Error) -> TokenError {
+pub(crate) fn unreachable(url: &str, e: reqwest::Error) -> TokenError {
     let what = if e.is_timeout() {
         "timed out".to_owned()
     } else if e.is_connect() {
@@ -48,7 +48,7 @@ pub fn unreachable(url: &str, e: reqwest::Error) -> TokenError {
 
 /// URLs may carry credentials in their query (GitHub's request URL does
 /// not, but nothing forbids it): errors print only scheme, host and path.
-pub fn without_query(url: &str) -> String {
+pub(crate) fn without_query(url: &str) -> String {
     match url::Url::parse(url) {
         Ok(mut u) => {
             u.set_query(None);

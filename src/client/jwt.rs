@@ -17,12 +17,12 @@ fn claims(token: &str) -> Option<Value> {
 }
 
 /// The `sub` claim, if the token is a JWT that has one.
-pub fn subject(token: &str) -> Option<String> {
+pub(crate) fn subject(token: &str) -> Option<String> {
     claims(token)?.get("sub")?.as_str().map(str::to_owned)
 }
 
 /// The `exp` claim (seconds since the epoch), if present.
-pub fn expires_at(token: &str) -> Option<i64> {
+pub(crate) fn expires_at(token: &str) -> Option<i64> {
     claims(token)?.get("exp")?.as_i64()
 }
 

@@ -15,14 +15,14 @@ const MAX_RETRY: Duration = Duration::from_secs(60);
 
 /// A token and how long it lives from the moment it was fetched.
 #[derive(Clone)]
-pub struct Fetched {
-    pub token: String,
-    pub lifetime: Duration,
+pub(crate) struct Fetched {
+    pub(crate) token: String,
+    pub(crate) lifetime: Duration,
 }
 
 impl Fetched {
     /// Lifetime from the IdP's `expires_in` if given, else the JWT's `exp`.
-    pub fn new(token: String, expires_in: Option<u64>) -> Fetched {
+    pub(crate) fn new(token: String, expires_in: Option<u64>) -> Fetched {
         let lifetime = match expires_in {
             Some(s) => Duration::from_secs(s),
             None => jwt::expires_at(&token)
@@ -49,13 +49,13 @@ impl std::fmt::Debug for Fetched {
 
 /// How long after fetching to renew: 70% of the lifetime plus up to 10%
 /// more by `jitter` (0.0..=1.0).
-pub fn refresh_after(lifetime: Duration, jitter: f64) -> Duration {
+pub(crate) fn refresh_after(lifetime: Duration, jitter: f64) -> Duration {
     lifetime.mul_f64(0.7 + 0.1 * jitter.clamp(0.0, 1.0))
 }
 
 /// The wait after the `failures`-th failure in a row: 1 s doubling up to
 /// 60 s, plus up to 25% by `jitter` (0.0..=1.0).
-pub fn backoff(failures: u32, jitter: f64) -> Duration {
+pub(crate) fn backoff(failures: u32, jitter: f64) -> Duration {
     let base = FIRST_RETRY
         .saturating_mul(1 << failures.saturating_sub(1).min(16))
         .min(MAX_RETRY);
@@ -141,12 +141,12 @@ impl State {
 
 /// A source's cache: one fetch at a time, the rest wait for its result.
 #[derive(Default)]
-pub struct Refreshing {
+pub(crate) struct Refreshing {
     state: tokio::sync::Mutex<State>,
 }
 
 impl Refreshing {
-    pub async fn get<F, Fut>(&self, fetch: F) -> Result<String, TokenError>
+    pub(crate) async fn get<F, Fut>(&self, fetch: F) -> Result<String, TokenError>
     where
         F: FnOnce() -> Fut,
         Fut: Future<Output = Result<Fetched, TokenError>>,

@@ -22,6 +22,7 @@ pub struct IssuerBuilder {
 }
 
 impl IssuerBuilder {
+    /// The keys every issuer needs; `issuer` is the exact `iss` to accept.
     pub fn new(name: &str, issuer: &str, audience: &[&str]) -> Self {
         Self {
             lines: vec![
@@ -32,14 +33,17 @@ impl IssuerBuilder {
         }
     }
 
+    /// Keys from a local JWKS file instead of discovery.
     pub fn jwks_file(self, path: &str) -> Self {
         self.set("jwks_file", &quote(path))
     }
 
+    /// Keys from this URL instead of the one discovery names.
     pub fn jwks_uri(self, url: &str) -> Self {
         self.set("jwks_uri", &quote(url))
     }
 
+    /// The only `alg` values accepted from this issuer.
     pub fn algorithms(self, algs: &[&str]) -> Self {
         self.set("algorithms", &list(algs))
     }
@@ -84,6 +88,7 @@ impl ConfigBuilder {
         }
     }
 
+    /// The service's own NATS login (the auth-callout user).
     pub fn user_password(self, user: &str, password: &str) -> Self {
         self.nats_set("user", &quote(user))
             .nats_set("password", &quote(password))
@@ -101,6 +106,7 @@ impl ConfigBuilder {
         self
     }
 
+    /// Encrypt the callout exchange with this curve seed.
     pub fn xkey_seed_file(mut self, path: &str) -> Self {
         self.signing
             .push(format!("xkey_seed_file = {}", quote(path)));
@@ -113,6 +119,7 @@ impl ConfigBuilder {
         self
     }
 
+    /// Adds an `[[issuer]]`; issuers are written in call order.
     pub fn issuer(mut self, issuer: IssuerBuilder) -> Self {
         self.issuers.push(issuer);
         self
@@ -141,6 +148,7 @@ impl ConfigBuilder {
         self
     }
 
+    /// The TOML text, tables in a fixed order.
     pub fn build(&self) -> String {
         let mut out = String::new();
         let mut table = |name: &str, lines: &[String]| {
@@ -166,6 +174,7 @@ impl ConfigBuilder {
         out
     }
 
+    /// Writes [`Self::build`] to `path`, replacing it.
     pub fn write(&self, path: &Path) -> std::io::Result<()> {
         std::fs::write(path, self.build())
     }

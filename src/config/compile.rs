@@ -347,10 +347,11 @@ impl Compiler<'_> {
 pub(super) fn compile(path: &Path, source: &str) -> Result<Config, Vec<LocatedError>> {
     let file: ConfigFile =
         toml::from_str(source).map_err(|e| vec![LocatedError::from_toml(path, source, &e)])?;
-    let base_dir = path
-        .parent()
-        .map(Path::to_path_buf)
-        .unwrap_or_else(|| PathBuf::from("."));
+    // Absolute, so a path resolved here and again by a caller (a config
+    // given as `deploy/callout.toml`) is not prefixed twice.
+    let parent = path.parent().filter(|p| !p.as_os_str().is_empty());
+    let base_dir = parent.unwrap_or(Path::new("."));
+    let base_dir = std::path::absolute(base_dir).unwrap_or_else(|_| base_dir.to_path_buf());
     let mut c = Compiler {
         path,
         source,

@@ -40,13 +40,21 @@ pub(super) enum ClientAuthMethod {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum IntrospectionAuth {
     /// HTTP Basic with the form-encoded id and secret (RFC 6749 §2.3.1).
-    ClientSecretBasic { secret_file: PathBuf },
+    ClientSecretBasic {
+        /// Holds the client secret.
+        secret_file: PathBuf,
+    },
     /// `client_id` and `client_secret` in the form body.
-    ClientSecretPost { secret_file: PathBuf },
+    ClientSecretPost {
+        /// Holds the client secret.
+        secret_file: PathBuf,
+    },
     /// A client assertion signed with a private key (RFC 7523); the
     /// algorithm defaults to the key's own.
     PrivateKeyJwt {
+        /// Holds the PEM private key that signs the assertions.
         key_file: PathBuf,
+        /// Overrides the key's default algorithm.
         alg: Option<Algorithm>,
     },
 }
@@ -57,7 +65,9 @@ pub enum IntrospectionAuth {
 pub struct Introspection {
     /// None: from the issuer's discovery document.
     pub endpoint: Option<String>,
+    /// The service's client id at the IdP.
     pub client_id: String,
+    /// How the service proves that id.
     pub auth: IntrospectionAuth,
     /// Positive answers are kept this long at most (never past `exp`): the
     /// longest a token revoked at the IdP is still accepted.

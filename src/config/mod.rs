@@ -20,13 +20,19 @@ pub use introspection::{Introspection, IntrospectionAuth, TokenType};
 
 use crate::location::LocatedError;
 
+/// Why a config file cannot be used.
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
+    /// The file cannot be read (missing, unreadable, not UTF-8).
     #[error("cannot read {}: {source}", path.display())]
     Read {
+        /// The file asked for.
         path: PathBuf,
+        /// What the filesystem said.
         source: std::io::Error,
     },
+    /// The file was read but is not a valid config: every problem found,
+    /// one line each, with its file:line:column.
     #[error("{}", join_errors(.0))]
     Invalid(Vec<LocatedError>),
 }
@@ -46,20 +52,28 @@ pub struct Config {
     pub path: PathBuf,
     /// Its directory, which relative paths were taken from.
     pub base_dir: PathBuf,
+    /// `[nats]`: the connection that answers callout requests.
     pub nats: NatsConfig,
+    /// `[signing]`: the keys that sign (and decrypt) callout replies.
     pub signing: SigningConfig,
+    /// `[token]`: where bearer tokens are read and how long users may live.
     pub token: TokenConfig,
+    /// `[[issuer]]`, in file order: a token goes to the one with its `iss`.
     pub issuers: Vec<IssuerConfig>,
     /// Target accounts for operator mode; none means config mode.
     pub accounts: Vec<AccountConfig>,
+    /// `[policy]`: the policy file and how it is reloaded.
     pub policy: PolicyRef,
+    /// `[http]`: metrics and health endpoints; none means no listener.
     pub http: Option<HttpConfig>,
+    /// `[audit]`: where decisions are published besides the log.
     pub audit: AuditConfig,
     /// Per-source failure tracking and the tarpit for failing sources.
     pub flood: FloodConfig,
     /// A system-account user; without it, closing and listing live
     /// connections is off.
     pub system: Option<SystemConfig>,
+    /// `[revocation]`: the shared revocation bucket and policy-change handling.
     pub revocation: RevocationConfig,
 }
 
@@ -69,12 +83,19 @@ pub struct Config {
 pub struct SystemConfig {
     /// Default: the `[nats]` URLs.
     pub urls: Vec<String>,
+    /// Goes with `password` or `password_file`.
     pub user: Option<String>,
+    /// Exactly one of the credentials below is set.
     pub password: Option<String>,
+    /// The password, read from this file.
     pub password_file: Option<PathBuf>,
+    /// A server `authorization` token.
     pub token: Option<String>,
+    /// A user NKey seed.
     pub nkey_seed_file: Option<PathBuf>,
+    /// A `.creds` file (user JWT and seed), for operator mode.
     pub creds_file: Option<PathBuf>,
+    /// Client TLS towards the servers.
     pub tls: Option<TlsConfig>,
 }
 
@@ -85,7 +106,9 @@ pub const DEFAULT_REVOCATION_BUCKET: &str = "nats_oidc_callout_revocations";
 /// a policy change does to live sessions.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RevocationConfig {
+    /// The KV bucket name; default [`DEFAULT_REVOCATION_BUCKET`].
     pub bucket: String,
+    /// What a policy reload does to live sessions.
     pub on_policy_change: OnPolicyChange,
 }
 
@@ -105,14 +128,25 @@ pub enum OnPolicyChange {
 /// How the service connects to NATS (`[nats]`).
 #[derive(Debug, Clone)]
 pub struct NatsConfig {
+    /// `url` or `urls`: the servers to try.
     pub urls: Vec<String>,
+    /// The callout user (in `auth_callout { auth_users }`); a password
+    /// needs it.
     pub user: Option<String>,
+    /// At most one of the credentials below is set.
     pub password: Option<String>,
+    /// The password, read from this file.
     pub password_file: Option<PathBuf>,
+    /// A server `authorization` token.
     pub token: Option<String>,
+    /// A user NKey seed.
     pub nkey_seed_file: Option<PathBuf>,
+    /// A `.creds` file (user JWT and seed), for operator mode.
     pub creds_file: Option<PathBuf>,
+    /// Instances in one queue group share the requests (HA); default
+    /// `nats-oidc-callout`.
     pub queue_group: String,
+    /// Client TLS towards the servers.
     pub tls: Option<TlsConfig>,
     /// Name of the callout account, for `server-config` and `doctor`.
     pub account: String,
@@ -124,16 +158,26 @@ pub struct NatsConfig {
     pub request_timeout: Duration,
 }
 
+/// Client TLS (`tls = { … }`) for a NATS connection.
 #[derive(Debug, Clone)]
 pub struct TlsConfig {
+    /// CA certificates the servers are checked against; default: the
+    /// system roots.
     pub ca_file: Option<PathBuf>,
+    /// A client certificate, for servers that verify clients.
     pub cert_file: Option<PathBuf>,
+    /// The client certificate's private key.
     pub key_file: Option<PathBuf>,
 }
 
+/// The keys of the callout (`[signing]`).
 #[derive(Debug, Clone)]
 pub struct SigningConfig {
+    /// Account seed that signs replies and users; its public key is the
+    /// server's `auth_callout.issuer`.
     pub issuer_seed_file: PathBuf,
+    /// Curve seed for encrypted callout (`auth_callout.xkey`); none means
+    /// plain requests.
     pub xkey_seed_file: Option<PathBuf>,
 }
 
@@ -141,13 +185,18 @@ pub struct SigningConfig {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum TokenSource {
+    /// CONNECT `auth_token`.
     AuthToken,
+    /// CONNECT `pass` (clients that can only send user/password).
     Password,
 }
 
+/// Bearer tokens and issued users (`[token]`).
 #[derive(Debug, Clone)]
 pub struct TokenConfig {
+    /// Fields read for the token, in order; the first non-empty one wins.
     pub sources: Vec<TokenSource>,
+    /// Hard cap on any issued user JWT's lifetime.
     pub max_ttl: Duration,
     /// Tokens longer than this are refused before any parsing.
     pub max_token_bytes: usize,
@@ -155,16 +204,27 @@ pub struct TokenConfig {
     pub cache_size: u64,
 }
 
+/// One trusted IdP (`[[issuer]]`).
 #[derive(Debug, Clone)]
 pub struct IssuerConfig {
+    /// The name policy rules refer to.
     pub name: String,
+    /// Must equal the token's `iss` exactly.
     pub issuer: String,
+    /// The token's `aud` must contain one of these.
     pub audience: Vec<String>,
+    /// Keys from this URL instead of discovery.
     pub jwks_uri: Option<String>,
+    /// Keys from this file instead of discovery or a URL.
     pub jwks_file: Option<PathBuf>,
+    /// Signature algorithms accepted (never HMAC); default RS256.
     pub algorithms: Vec<Algorithm>,
+    /// Clock skew allowed on `exp`, `nbf` and `iat`.
     pub leeway: Duration,
+    /// The claim holding scopes: `scope` (space-separated) or an array
+    /// such as `scp`.
     pub scope_claim: String,
+    /// Background refresh interval of the keys.
     pub jwks_refresh: Duration,
     /// Shortest interval between two refetches caused by an unknown `kid`.
     pub jwks_min_refetch: Duration,
@@ -189,25 +249,30 @@ pub struct IssuerConfig {
 
 /// Which of the three key sources an issuer uses.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum KeySourceKind {
+pub(crate) enum KeySourceKind {
+    /// The issuer's discovery document names the JWKS URL.
     Discovery,
+    /// `jwks_uri`.
     Uri,
+    /// `jwks_file`.
     File,
 }
 
 impl IssuerConfig {
-    pub fn accepts(&self, kind: TokenType) -> bool {
+    /// Whether this issuer takes tokens of that kind (`token_types`).
+    pub(crate) fn accepts(&self, kind: TokenType) -> bool {
         self.token_types.contains(&kind)
     }
 
     /// Whether JWTs that verified are also introspected.
-    pub fn introspects_jwt(&self) -> bool {
+    pub(crate) fn introspects_jwt(&self) -> bool {
         self.introspection
             .as_ref()
             .is_some_and(|i| i.introspect_jwt)
     }
 
-    pub fn key_source(&self) -> KeySourceKind {
+    /// Where the keys come from: a file, a URL, or discovery.
+    pub(crate) fn key_source(&self) -> KeySourceKind {
         match (&self.jwks_file, &self.jwks_uri) {
             (Some(_), _) => KeySourceKind::File,
             (None, Some(_)) => KeySourceKind::Uri,
@@ -216,11 +281,14 @@ impl IssuerConfig {
     }
 }
 
+/// The policy file (`[policy]`).
 #[derive(Debug, Clone)]
 pub struct PolicyRef {
+    /// The policy's path.
     pub file: PathBuf,
     /// Reload when the file's content changes (besides SIGHUP).
     pub watch: bool,
+    /// How often the file is checked for changes.
     pub watch_interval: Duration,
 }
 
@@ -243,12 +311,15 @@ pub struct AuditConfig {
     pub subject: Option<String>,
 }
 
+/// The HTTP listener (`[http]`): `/metrics`, `/healthz`, `/readyz`.
 #[derive(Debug, Clone)]
 pub struct HttpConfig {
+    /// `host:port` to listen on.
     pub listen: String,
 }
 
 impl Config {
+    /// Reads and compiles the config file at `path`.
     pub fn load(path: &Path) -> Result<Self, ConfigError> {
         let source = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
             path: path.to_path_buf(),
@@ -257,13 +328,15 @@ impl Config {
         Self::parse(path, &source)
     }
 
+    /// Compiles config text; `path` names it in errors and is where
+    /// relative paths are taken from.
     pub fn parse(path: &Path, source: &str) -> Result<Self, ConfigError> {
         compile::compile(path, source).map_err(ConfigError::Invalid)
     }
 
     /// A path taken relative to the config's directory (paths from the file
     /// are already resolved; this is for paths given elsewhere).
-    pub fn resolve(&self, p: &Path) -> PathBuf {
+    pub(crate) fn resolve(&self, p: &Path) -> PathBuf {
         if p.is_absolute() {
             p.to_path_buf()
         } else {
@@ -272,11 +345,12 @@ impl Config {
     }
 
     /// Operator (decentralized JWT) mode: target accounts are configured.
-    pub fn operator_mode(&self) -> bool {
+    pub(crate) fn operator_mode(&self) -> bool {
         !self.accounts.is_empty()
     }
 
-    pub fn nats_urls(&self) -> Vec<String> {
+    /// The `[nats]` servers.
+    pub(crate) fn nats_urls(&self) -> Vec<String> {
         self.nats.urls.clone()
     }
 }

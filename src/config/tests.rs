@@ -292,7 +292,8 @@ fn system_table_needs_exactly_one_credential_and_defaults_to_the_nats_urls() {
     let c = system("user = \"sys\"\npassword_file = \"p\"").unwrap();
     let s = c.system.unwrap();
     assert_eq!(s.urls, vec!["nats://127.0.0.1:4222".to_string()]);
-    assert_eq!(s.password_file, Some(PathBuf::from("p")));
+    // Relative to the config's folder, made absolute at load.
+    assert_eq!(s.password_file, Some(std::path::absolute("p").unwrap()));
     assert!(system("creds_file = \"sys.creds\"\nurl = \"nats://127.0.0.1:4223\"").is_ok());
     for (bad, needle) in [
         ("", "needs credentials"),

@@ -12,8 +12,11 @@ use crate::subject::{subject_within, validate_subject};
 /// Why one rule matched or not.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RuleTrace {
+    /// The rule's name.
     pub rule: String,
+    /// Whether every condition held.
     pub matched: bool,
+    /// The first condition that failed, when it did not match.
     pub reason: Option<String>,
 }
 
@@ -22,8 +25,11 @@ pub struct RuleTrace {
 pub struct Origin {
     /// `pub.allow`, `pub.deny`, `sub.allow` or `sub.deny`.
     pub list: &'static str,
+    /// The subject as granted (placeholders filled in).
     pub subject: String,
+    /// The rule that granted it.
     pub rule: String,
+    /// Through what: a permission set, a scope or a scope ceiling.
     pub via: String,
 }
 
@@ -33,11 +39,14 @@ pub(super) struct Trace {
     pub(super) origins: Vec<Origin>,
 }
 
-/// The result of [`Policy::explain`].
+/// The result of [`Policy::explain`](super::Policy::explain).
 #[derive(Debug)]
 pub struct Explanation {
+    /// Every rule, in policy order.
     pub rules: Vec<RuleTrace>,
+    /// Every granted subject, in the order it was added.
     pub origins: Vec<Origin>,
+    /// What [`Policy::evaluate`](super::Policy::evaluate) returns.
     pub result: Result<Grant, Denial>,
 }
 

@@ -37,13 +37,19 @@ pub const CONNECTION_TYPES: [&str; 4] = ["nats", "websocket", "mqtt", "leafnode"
 
 const DEFAULT_TTL: Duration = Duration::from_secs(15 * 60);
 
+/// Why a policy file cannot be used.
 #[derive(Debug, thiserror::Error)]
 pub enum PolicyError {
+    /// The file cannot be read (missing, unreadable, not UTF-8).
     #[error("cannot read policy {path}: {source}")]
     Read {
+        /// The file asked for.
         path: std::path::PathBuf,
+        /// What the filesystem said.
         source: std::io::Error,
     },
+    /// The file was read but is not a valid policy: every problem found,
+    /// one line each, with its file:line:column.
     #[error("{}", join_errors(.0))]
     Invalid(Vec<LocatedError>),
 }
@@ -108,7 +114,9 @@ pub struct Policy {
 pub struct Identity<'a> {
     /// The configured issuer name (not the `iss` URL).
     pub issuer: &'a str,
+    /// The token's claims (verified or introspected).
     pub claims: &'a Map<String, Value>,
+    /// Its scopes, read from the issuer's `scope_claim`.
     pub scopes: &'a [String],
 }
 
@@ -116,41 +124,65 @@ pub struct Identity<'a> {
 /// unknown (`check` without them): rules that need them then do not match.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct Connection<'a> {
+    /// One of [`CONNECTION_TYPES`].
     pub conn_type: Option<&'a str>,
+    /// The client's IP address, for `source_cidrs`.
     pub host: Option<&'a str>,
     /// The client certificate the server verified, if any.
     pub certificate: Option<&'a ClientCertificate>,
 }
 
+/// The NATS permissions of an issued user, as they go into its JWT.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct Permissions {
+    /// Subjects the user may (allow) and may not (deny) publish to.
     pub publish: Permission,
+    /// Subjects the user may and may not subscribe to.
     pub subscribe: Permission,
+    /// Replies allowed to requests the user receives, when a set says so.
     pub resp: Option<ResponsePermission>,
 }
 
 /// What the policy grants one identity.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Grant {
+    /// The account the user is placed in.
     pub account: String,
+    /// Every rule that matched, in policy order.
     pub rules: Vec<String>,
+    /// The union of the matched rules' permissions.
     pub permissions: Permissions,
+    /// User JWT lifetime: the shortest `ttl` of the matched rules
+    /// (further capped by the token's `exp` and `[token] max_ttl`).
     pub ttl: Duration,
 }
 
+/// Why the policy grants nothing; the text is the reason the client sees.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum Denial {
+    /// No rule matched.
     #[error("no rule grants access")]
     NoRule,
+    /// Two matching rules put the user in different accounts; a user has
+    /// exactly one, so neither wins.
     #[error("matching rules disagree on the account ({first_account:?} from rule {first_rule:?}, {second_account:?} from rule {second_rule:?})")]
     AccountConflict {
+        /// The first matching rule.
         first_rule: String,
+        /// Its account.
         first_account: String,
+        /// The first later rule with another account.
         second_rule: String,
+        /// That account.
         second_account: String,
     },
+    /// A granted subject's placeholder is missing from the token or has a
+    /// value that cannot go into a subject (dots, wildcards, a reserved
+    /// first token, …).
     #[error("{0}")]
     Interpolation(#[from] InterpolationError),
+    /// A claim a rule reads holds different values as a dotted key and as
+    /// a nested path, so neither is trusted.
     #[error(transparent)]
     Ambiguous(#[from] Ambiguous),
 }
@@ -182,15 +214,18 @@ impl Policy {
         Self::parse(path, &source, known)
     }
 
+    /// Compiles policy text; `path` names it in errors.
     pub fn parse(path: &Path, source: &str, known: &Known) -> Result<Self, PolicyError> {
         compile::compile(path, source, known).map_err(PolicyError::Invalid)
     }
 
-    pub fn warnings(&self) -> &[String] {
+    /// What compiled but is probably a mistake (logged at load).
+    pub(crate) fn warnings(&self) -> &[String] {
         &self.warnings
     }
 
-    pub fn rule_count(&self) -> usize {
+    /// How many rules the policy has.
+    pub(crate) fn rule_count(&self) -> usize {
         self.rules.len()
     }
 
@@ -201,7 +236,7 @@ impl Policy {
     }
 
     /// Whether any rule or subject reads the client certificate.
-    pub fn reads_certificates(&self) -> bool {
+    pub(crate) fn reads_certificates(&self) -> bool {
         self.rules
             .iter()
             .any(|r| r.certificate.is_some() || r.issuer.as_deref() == Some(CERTIFICATE_ISSUER))
@@ -214,7 +249,7 @@ impl Policy {
     }
 
     /// Every account a grant can name.
-    pub fn accounts(&self) -> Vec<&str> {
+    pub(crate) fn accounts(&self) -> Vec<&str> {
         let mut out: Vec<&str> = self.default_account.iter().map(String::as_str).collect();
         for a in self.rules.iter().filter_map(|r| r.account.as_deref()) {
             if !out.contains(&a) {
@@ -345,5 +380,7 @@ pub fn permissions_json(p: &Permissions) -> Value {
     })
 }
 
+#[cfg(test)]
+mod load_tests;
 #[cfg(test)]
 mod tests;

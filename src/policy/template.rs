@@ -28,23 +28,31 @@ pub struct SubjectTemplate {
     first_token_templated: bool,
 }
 
+/// Why a template cannot become a subject for this token; the rule is skipped.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum InterpolationError {
+    /// The token lacks the claim.
     #[error("claim {0:?} is missing")]
     Missing(String),
+    /// The value is not one subject token (dots, wildcards, spaces).
     #[error("claim {0:?} is not a valid subject token")]
     NotAToken(String),
+    /// A list claim where one value is needed.
     #[error(transparent)]
     Ambiguous(#[from] Ambiguous),
+    /// The value would make the subject start in `$…` or `_INBOX`.
     #[error("claim {0:?} would start the subject with reserved subject space ($… or _INBOX)")]
     ReservedFirstToken(String),
+    /// A `{cert.…}` placeholder without a single certificate value.
     #[error("{0}")]
     Certificate(#[from] FieldError),
+    /// A certificate value that is not one subject token.
     #[error("certificate field {0:?} is not a valid subject token")]
     CertificateNotAToken(String),
 }
 
 impl SubjectTemplate {
+    /// Checks the placeholders' syntax; the error is the message to show.
     pub fn parse(source: &str) -> Result<Self, String> {
         let mut pieces = Vec::new();
         let mut rest = source;
@@ -127,6 +135,7 @@ impl SubjectTemplate {
         Ok(())
     }
 
+    /// The claim names its placeholders read, for load-time warnings.
     pub fn claims(&self) -> impl Iterator<Item = &str> {
         self.pieces.iter().filter_map(|p| match p {
             Piece::Claim(c) => Some(c.as_str()),

@@ -2,6 +2,10 @@
 //! the Go side marks `omitempty` is defaulted, so requests from any server
 //! version 2.10+ parse.
 
+// Field names and meanings are nats-io/jwt's (v2 `authorization.go`,
+// `user_claims.go`, `account_claims.go`); documented there, not repeated here.
+#![allow(missing_docs)]
+
 use serde::{Deserialize, Serialize};
 
 use super::jwt::NatsType;
@@ -12,6 +16,7 @@ pub const AUTH_SUBJECT: &str = "$SYS.REQ.USER.AUTH";
 /// The `aud` of every request the server sends.
 pub const AUTHORIZATION_REQUEST_AUDIENCE: &str = "nats-authorization-request";
 
+/// The `nats` object of the request the server sends for each connect.
 #[derive(Debug, Default, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default)]
 pub struct AuthorizationRequest {
@@ -26,6 +31,7 @@ pub struct AuthorizationRequest {
     pub version: u32,
 }
 
+/// The server asking; `id` is the `aud` our response must carry.
 #[derive(Debug, Default, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default)]
 pub struct ServerId {
@@ -38,6 +44,7 @@ pub struct ServerId {
     pub xkey: String,
 }
 
+/// What the server knows of the connecting client (host, type, …).
 #[derive(Debug, Default, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default)]
 pub struct ClientInfo {
@@ -54,6 +61,7 @@ pub struct ClientInfo {
     pub nonce: String,
 }
 
+/// The client's CONNECT options, where the bearer token arrives.
 #[derive(Default, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default)]
 pub struct ConnectOpts {
@@ -82,6 +90,7 @@ impl std::fmt::Debug for ConnectOpts {
     }
 }
 
+/// The connection's TLS state; see [`crate::certificate`] for what it holds.
 #[derive(Debug, Default, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default)]
 pub struct ClientTls {
@@ -113,10 +122,12 @@ pub struct AuthorizationResponse {
 }
 
 impl AuthorizationResponse {
+    /// Admits the client as the user in `user_jwt`.
     pub fn allow(user_jwt: String) -> Self {
         Self::new(Some(user_jwt), None)
     }
 
+    /// Refuses the client; the server logs `reason`.
     pub fn deny(reason: String) -> Self {
         Self::new(None, Some(reason))
     }
@@ -139,6 +150,7 @@ impl NatsType for AuthorizationResponse {
     }
 }
 
+/// Subjects allowed and denied for publish or subscribe.
 #[derive(Debug, Default, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Permission {
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
@@ -147,7 +159,8 @@ pub struct Permission {
     pub deny: Vec<String>,
 }
 
-/// `ttl` is a Go `time.Duration`: nanoseconds.
+/// Replies allowed to requests received; `ttl` is a Go `time.Duration`:
+/// nanoseconds.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ResponsePermission {
     pub max: i64,
@@ -178,6 +191,7 @@ pub struct User {
 }
 
 impl User {
+    /// A v2 user with these permissions and unlimited limits.
     pub fn new(
         publish: Permission,
         subscribe: Permission,
@@ -243,6 +257,7 @@ pub struct JetStreamLimits {
 }
 
 impl JetStreamLimits {
+    /// Every limit -1, which turns JetStream on for the account.
     pub fn unlimited() -> Self {
         Self {
             mem_storage: -1,
@@ -283,6 +298,7 @@ pub struct Account {
 }
 
 impl Account {
+    /// A v2 account; `authorization` switches the callout on for it.
     pub fn new(signing_keys: Vec<String>, authorization: Option<ExternalAuthorization>) -> Self {
         Self {
             limits: AccountLimits::default(),
@@ -312,6 +328,7 @@ pub struct Operator {
 }
 
 impl Operator {
+    /// A v2 operator whose system account is `system_account`.
     pub fn new(system_account: String) -> Self {
         Self {
             system_account: Some(system_account),

@@ -15,29 +15,52 @@ pub const NKEY_HEADER: &str = r#"{"typ":"JWT","alg":"ed25519-nkey"}"#;
 /// Largest JWT nats-io/jwt will decode (`jwt.MaxTokenSize`).
 const MAX_TOKEN_SIZE: usize = 1024 * 1024;
 
+/// Why a NATS JWT cannot be read, verified or made.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum JwtError {
+    /// Over nats-io/jwt's size limit; refused before decoding.
     #[error("token is larger than {MAX_TOKEN_SIZE} bytes")]
     TooLarge,
+    /// Not `header.claims.signature`.
     #[error("expected 3 dot-separated parts")]
     Shape,
+    /// The named part is not unpadded base64url.
     #[error("{0} is not valid unpadded base64url")]
     Base64(&'static str),
+    /// The named part is not the JSON we expect.
     #[error("{part} is not valid JSON: {reason}")]
-    Json { part: &'static str, reason: String },
+    Json {
+        /// `header` or `claims`.
+        part: &'static str,
+        /// serde's message.
+        reason: String,
+    },
+    /// A header other than [`NKEY_HEADER`]'s.
     #[error("unsupported JWT header (typ {typ:?}, alg {alg:?})")]
-    Header { typ: String, alg: String },
+    Header {
+        /// As found.
+        typ: String,
+        /// As found; only `ed25519-nkey` is accepted.
+        alg: String,
+    },
+    /// A JWT of another kind (e.g. a user JWT where a request was due).
     #[error("claims type is {found:?}, expected {expected:?}")]
     Type {
+        /// The `nats.type` in the token.
         found: String,
+        /// The `nats.type` the caller asked for.
         expected: &'static str,
     },
+    /// Not a v2 JWT.
     #[error("claims version is {0}, expected 2")]
     Version(u32),
+    /// `iss` is not a public nkey of the required kind (server, account).
     #[error("issuer {0:?} is not a {1} public key")]
     IssuerKind(String, &'static str),
+    /// The signature is not `iss`'s over header and claims.
     #[error("signature does not verify")]
     Signature,
+    /// Our key could not sign.
     #[error("signing failed: {0}")]
     Signing(String),
 }
@@ -45,20 +68,28 @@ pub enum JwtError {
 /// The registered claims nats-io/jwt hashes into the jti, in its field order.
 #[derive(Debug, Default, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ClaimsData {
+    /// Audience: the server id on responses, the account on user JWTs.
     #[serde(default, skip_serializing_if = "String::is_empty")]
     pub aud: String,
+    /// Expiry, Unix seconds; 0 is none.
     #[serde(default, skip_serializing_if = "is_zero")]
     pub exp: i64,
+    /// Content hash, see [`jti`].
     #[serde(default, skip_serializing_if = "String::is_empty")]
     pub jti: String,
+    /// Issued at, Unix seconds.
     #[serde(default, skip_serializing_if = "is_zero")]
     pub iat: i64,
+    /// The signer's public nkey.
     #[serde(default, skip_serializing_if = "String::is_empty")]
     pub iss: String,
+    /// A label for people; nothing checks it.
     #[serde(default, skip_serializing_if = "String::is_empty")]
     pub name: String,
+    /// Not before, Unix seconds; 0 is none.
     #[serde(default, skip_serializing_if = "is_zero")]
     pub nbf: i64,
+    /// Whom the claims are about (on responses and users: the user nkey).
     #[serde(default, skip_serializing_if = "String::is_empty")]
     pub sub: String,
 }
@@ -70,14 +101,18 @@ fn is_zero(v: &i64) -> bool {
 /// A full NATS JWT body: registered claims followed by the `nats` object.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct NatsClaims<T> {
+    /// Registered claims, at the top level of the JSON.
     #[serde(flatten)]
     pub data: ClaimsData,
+    /// The type-specific body.
     pub nats: T,
 }
 
 /// The `nats.type` of a claims body, which also selects how it must be read.
 pub trait NatsType {
+    /// The `nats.type` this body must carry.
     const TYPE: &'static str;
+    /// What the decoded body says it is, checked against [`Self::TYPE`] and 2.
     fn type_and_version(&self) -> (&str, u32);
 }
 
@@ -94,7 +129,9 @@ pub fn jti(data: &ClaimsData) -> String {
 
 /// An nkey that can sign NATS JWTs.
 pub trait NkeySigner {
+    /// Goes into `iss`.
     fn public_key(&self) -> String;
+    /// Ed25519 over `message`.
     fn sign(&self, message: &[u8]) -> Result<Vec<u8>, JwtError>;
 }
 

@@ -19,18 +19,25 @@ const NONCE_LEN: usize = 24;
 /// this the cache is simply cleared.
 const MAX_CACHED_SERVERS: usize = 256;
 
+/// Why a request cannot be opened, or a seed not used.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum SealError {
+    /// A sealed request without the server's key to open it with.
     #[error("sealed request has no {XKEY_HEADER} header")]
     MissingServerKey,
+    /// The header's value is not a curve public key.
     #[error("{XKEY_HEADER} header is not a curve public key")]
     BadServerKey,
+    /// The server encrypts but we have no xkey: the two configs disagree.
     #[error("request is sealed but this service has no xkey configured")]
     NoServiceKey,
+    /// We have an xkey but the server does not encrypt: refused, not downgraded.
     #[error("request is not sealed but this service requires encryption (xkey is configured)")]
     NotSealed,
+    /// Decryption failed: the server sealed for another key, or tampering.
     #[error("sealed request cannot be opened with this service's xkey")]
     Open,
+    /// The configured seed is not an `SX…` curve seed.
     #[error("not a curve seed (SX…)")]
     BadSeed,
 }
@@ -46,6 +53,7 @@ pub struct Sealer {
 }
 
 impl Sealer {
+    /// From the `SX…` seed in the config's `xkey_seed_file`.
     pub fn from_seed(seed: &str) -> Result<Self, SealError> {
         let xkey = nkeys::XKey::from_seed(seed).map_err(|_| SealError::BadSeed)?;
         let (_, raw) = nkeys::decode_seed(seed).map_err(|_| SealError::BadSeed)?;
@@ -56,6 +64,7 @@ impl Sealer {
         })
     }
 
+    /// The `X…` key nats-server's `auth_callout.xkey` must name.
     pub fn public_key(&self) -> &str {
         &self.public
     }
@@ -111,6 +120,7 @@ pub fn open_request(
     }
 }
 
+/// Seals a response JWT for the server whose request it answers.
 pub fn seal_response(token: &[u8], server: &SalsaBox) -> Vec<u8> {
     let nonce = SalsaBox::generate_nonce(&mut OsRng);
     let sealed = server

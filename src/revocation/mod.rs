@@ -36,7 +36,9 @@ pub const MAX_REASON_BYTES: usize = 1024;
 pub enum Selector {
     /// A token `sub`, from one issuer (by config name) or from any.
     Subject {
+        /// The `sub` claim, exactly.
         subject: String,
+        /// The issuer's config name; none matches every issuer.
         issuer: Option<String>,
     },
     /// A token `jti`.
@@ -198,7 +200,9 @@ impl std::fmt::Display for Selector {
 /// One revocation as stored (JSON) in the bucket.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Revocation {
+    /// Who is revoked.
     pub selector: Selector,
+    /// The operator's words; the denied client's server log shows them.
     pub reason: String,
     /// Unix seconds.
     pub created_at: i64,
@@ -227,10 +231,13 @@ impl Revocation {
 pub struct Presented<'a> {
     /// The issuer's config name.
     pub issuer: &'a str,
+    /// The token's `sub`.
     pub subject: &'a str,
+    /// The token's `jti`, if it has one.
     pub jti: Option<&'a str>,
     /// The token's `client_id`, `azp` and `cid`, those present.
     pub client_ids: Vec<&'a str>,
+    /// The connection's NATS user key (none for `check`).
     pub user_nkey: Option<&'a str>,
 }
 

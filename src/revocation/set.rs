@@ -25,13 +25,18 @@ use crate::clock::now_unix;
 pub enum Health {
     /// The bucket was never read: nothing is known to be revoked.
     NeverLoaded,
-    /// Current since `since` (unix seconds).
-    Loaded { since: i64 },
-    /// Updates may be missing since `since`; the last good load was at
-    /// `loaded` (None: never).
-    Stale {
+    /// Current: the bucket was read and the watch is running.
+    Loaded {
+        /// Unix seconds of the load.
         since: i64,
+    },
+    /// Updates may be missing: the watch broke.
+    Stale {
+        /// Unix seconds since when updates may be missing.
+        since: i64,
+        /// Unix seconds of the last good load (None: never).
         loaded: Option<i64>,
+        /// Why the watch broke.
         reason: String,
     },
 }
@@ -86,6 +91,7 @@ impl Default for RevocationSet {
 }
 
 impl RevocationSet {
+    /// Empty and [`Health::NeverLoaded`]: decisions fail closed until loaded.
     pub fn new() -> Self {
         Self::default()
     }
@@ -158,6 +164,7 @@ impl RevocationSet {
             .collect()
     }
 
+    /// For `/readyz` and the decision's fail-closed check.
     pub fn health(&self) -> Health {
         let state = self.state.read().expect("revocation set lock");
         state.health.clone().unwrap_or(Health::NeverLoaded)

@@ -30,16 +30,31 @@ pub const MARKER_TTL: Duration = Duration::from_secs(3600);
 /// Largest stored record (selector values are capped at 4 KiB each).
 const MAX_VALUE_SIZE: i32 = 64 * 1024;
 
+/// Why the revocation bucket cannot be used.
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
+    /// The account has no JetStream.
     #[error("JetStream is not available to the [nats] user's account ({0}); revocations need JetStream with file storage")]
     NoJetStream(String),
+    /// The service only opens the bucket; `revoke` makes it.
     #[error("the revocation bucket {0:?} does not exist (`revoke` creates it; check [revocation] bucket)")]
     NotFound(String),
+    /// `revoke` could not make the bucket (permissions, storage).
     #[error("cannot create the revocation bucket {bucket:?}: {reason}")]
-    Create { bucket: String, reason: String },
+    Create {
+        /// The bucket's name.
+        bucket: String,
+        /// JetStream's error.
+        reason: String,
+    },
+    /// A read, write or watch failed.
     #[error("revocation bucket {bucket:?}: {reason}")]
-    Io { bucket: String, reason: String },
+    Io {
+        /// The bucket's name.
+        bucket: String,
+        /// JetStream's error.
+        reason: String,
+    },
 }
 
 /// One bucket entry as read: key, revision, and the record (None when the
@@ -132,6 +147,7 @@ impl RevocationStore {
         })
     }
 
+    /// For log lines and error messages.
     pub fn bucket(&self) -> &str {
         &self.bucket
     }

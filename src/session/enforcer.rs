@@ -33,6 +33,7 @@ pub enum Cause {
 }
 
 impl Cause {
+    /// The metrics label and audit value.
     pub fn as_str(self) -> &'static str {
         match self {
             Cause::Revoked => "revoked",
@@ -43,6 +44,7 @@ impl Cause {
         }
     }
 
+    /// Every cause, so metrics show zeros before the first close.
     pub const ALL: [Cause; 5] = [
         Cause::Revoked,
         Cause::PolicyChanged,
@@ -60,7 +62,9 @@ const KICK_BACKOFF: Duration = Duration::from_millis(100);
 /// How many sessions were closed and how many could not be.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Closed {
+    /// The server confirmed the close (or the client was already gone).
     pub closed: usize,
+    /// KICK refused or unanswered after every retry.
     pub failed: usize,
 }
 
@@ -72,7 +76,7 @@ impl std::ops::AddAssign for Closed {
 }
 
 /// Closes this instance's sessions through the system connection.
-pub struct Enforcer {
+pub(crate) struct Enforcer {
     system: SystemClient,
     sessions: Arc<Registry>,
     metrics: Arc<Metrics>,
@@ -105,7 +109,7 @@ impl Tally {
 }
 
 impl Enforcer {
-    pub fn new(
+    pub(crate) fn new(
         system: SystemClient,
         sessions: Arc<Registry>,
         metrics: Arc<Metrics>,
@@ -120,17 +124,17 @@ impl Enforcer {
         }
     }
 
-    pub fn sessions(&self) -> &Arc<Registry> {
+    pub(crate) fn sessions(&self) -> &Arc<Registry> {
         &self.sessions
     }
 
-    pub fn system(&self) -> &SystemClient {
+    pub(crate) fn system(&self) -> &SystemClient {
         &self.system
     }
 
     /// Closes every session `revocation` covers; returns everything this
     /// instance closed for it so far (as it arrived, and now).
-    pub async fn revoked(&self, revocation: &Revocation) -> Closed {
+    pub(crate) async fn revoked(&self, revocation: &Revocation) -> Closed {
         let mut tally = self.enforcing.lock().await;
         let now = now_unix();
         if !revocation.is_live(now) {
@@ -150,7 +154,7 @@ impl Enforcer {
 
     /// Closes every session some revocation in `set` covers (after a missed
     /// arrival, and as the periodic retry of closes that failed).
-    pub async fn enforce_all(&self, set: &RevocationSet) -> Closed {
+    pub(crate) async fn enforce_all(&self, set: &RevocationSet) -> Closed {
         let now = now_unix();
         let covered: Vec<(Arc<Session>, Revocation)> = self
             .sessions
@@ -172,7 +176,7 @@ impl Enforcer {
 
     /// Re-evaluates every session under `policy` (just loaded) and closes
     /// those `on_policy_change` says must reconnect.
-    pub async fn policy_changed(&self, decider: &Decider, policy: &Policy) -> Closed {
+    pub(crate) async fn policy_changed(&self, decider: &Decider, policy: &Policy) -> Closed {
         if self.on_policy_change == OnPolicyChange::Keep {
             return Closed::default();
         }
@@ -201,7 +205,7 @@ impl Enforcer {
 
     /// Closes sessions whose token was verified with a key its issuer no
     /// longer publishes (a new connect with that token would be refused).
-    pub async fn keys_withdrawn(&self, issuers: &Issuers) -> Closed {
+    pub(crate) async fn keys_withdrawn(&self, issuers: &Issuers) -> Closed {
         if self.on_policy_change == OnPolicyChange::Keep {
             return Closed::default();
         }
@@ -257,7 +261,12 @@ impl Enforcer {
 
     /// Closes a connection this instance has no record of (another
     /// instance authorized it before a restart), as found in CONNZ.
-    pub async fn close_found(&self, target: &Target<'_>, cause: Cause, detail: &str) -> bool {
+    pub(crate) async fn close_found(
+        &self,
+        target: &Target<'_>,
+        cause: Cause,
+        detail: &str,
+    ) -> bool {
         self.kick(target, cause, detail).await
     }
 
@@ -297,10 +306,10 @@ impl Enforcer {
 }
 
 /// Which connection to close, and whose it is (for the audit line).
-pub struct Target<'a> {
-    pub server_id: &'a str,
-    pub cid: u64,
-    pub issuer: &'a str,
-    pub subject: &'a str,
-    pub account: &'a str,
+pub(crate) struct Target<'a> {
+    pub(crate) server_id: &'a str,
+    pub(crate) cid: u64,
+    pub(crate) issuer: &'a str,
+    pub(crate) subject: &'a str,
+    pub(crate) account: &'a str,
 }

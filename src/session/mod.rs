@@ -25,7 +25,8 @@
 pub mod enforcer;
 pub mod registry;
 
-pub use enforcer::{Cause, Closed, Enforcer, Target};
+pub use enforcer::{Cause, Closed};
+pub(crate) use enforcer::{Enforcer, Target};
 pub use registry::{Registry, Session, SessionSummary};
 
 use crate::revocation::Presented;
@@ -60,20 +61,27 @@ pub fn split_user_name<'a>(name: &'a str, issuers: &[&str]) -> Option<(&'a str, 
 /// What is known about one live connection this service authorized.
 #[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
 pub struct SessionFacts {
+    /// The server holding the connection (KICK goes there).
     pub server_id: String,
+    /// Its configured name, for people.
     pub server_name: String,
+    /// The connection's id on that server.
     pub cid: u64,
     /// Issuer config name.
     pub issuer: String,
+    /// The token's `sub`.
     pub subject: String,
+    /// The NATS account it was placed in.
     pub account: String,
     /// Unix seconds the connection started.
     pub start: Option<i64>,
     /// The fields below are not in CONNZ; the authorizing instance fills them.
     pub user_nkey: Option<String>,
+    /// The token's `jti`.
     pub jti: Option<String>,
     /// The token's `client_id`, `azp`, `cid` (those present).
     pub client_ids: Vec<String>,
+    /// Names of the policy rules that granted it.
     pub rules: Option<Vec<String>>,
     /// Unix seconds the user JWT expires.
     pub expires: Option<i64>,

@@ -17,16 +17,23 @@ use crate::revocation::Presented;
 /// One connection this instance authorized.
 #[derive(Debug, Clone)]
 pub struct Session {
+    /// The server holding the connection.
     pub server_id: String,
+    /// The connection's id on that server.
     pub cid: u64,
+    /// The NATS user key from the request (revocable by `--user-nkey`).
     pub user_nkey: String,
     /// The token it was granted for, cut to the claims the policy reads.
     pub token: Arc<VerifiedToken>,
+    /// What it was granted; re-checked when the policy reloads.
     pub grant: Grant,
+    /// Unix seconds its user JWT expires.
     pub expires_at: i64,
+    /// Unix seconds it was authorized.
     pub started: i64,
     /// `nats`, `websocket`, `mqtt` or `leafnode`.
     pub conn_type: String,
+    /// The client's address as the server saw it.
     pub host: String,
     /// Its verified client certificate, for rules and templates that read it.
     pub certificate: Option<Arc<ClientCertificate>>,
@@ -69,13 +76,21 @@ impl Session {
 /// A session as `sessions` shows it (no claims, no keys).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, serde::Deserialize)]
 pub struct SessionSummary {
+    /// The server holding the connection.
     pub server_id: String,
+    /// The connection's id on that server.
     pub cid: u64,
+    /// Issuer config name.
     pub issuer: String,
+    /// The token's `sub`.
     pub subject: String,
+    /// The NATS account it was placed in.
     pub account: String,
+    /// Names of the policy rules that granted it.
     pub rules: Vec<String>,
+    /// Unix seconds it was authorized.
     pub connected_since: i64,
+    /// Unix seconds its user JWT expires.
     pub expires_at: i64,
 }
 
@@ -88,6 +103,7 @@ pub struct Registry {
 }
 
 impl Registry {
+    /// At most `cap` sessions; beyond, the soonest to expire are dropped.
     pub fn new(cap: usize) -> Self {
         Self {
             sessions: Mutex::new(HashMap::new()),
@@ -115,6 +131,7 @@ impl Registry {
         map.insert((session.server_id.clone(), session.cid), Arc::new(session));
     }
 
+    /// Forgets a connection the server reported closed.
     pub fn remove(&self, server_id: &str, cid: u64) -> Option<Arc<Session>> {
         self.sessions
             .lock()
@@ -152,10 +169,12 @@ impl Registry {
         out
     }
 
+    /// Sessions held, expired ones included until the next sweep.
     pub fn len(&self) -> usize {
         self.sessions.lock().expect("session lock").len()
     }
 
+    /// No sessions held.
     pub fn is_empty(&self) -> bool {
         self.len() == 0
     }

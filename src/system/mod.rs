@@ -45,10 +45,10 @@ pub const SYSTEM_PUBLISH: [&str; 4] = [
 pub const SYSTEM_SUBSCRIBE: [&str; 1] = ["_INBOX_callout_sys.>"];
 
 /// How long one request (KICK, a CONNZ page) may take.
-pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(2);
+const REQUEST_TIMEOUT: Duration = Duration::from_secs(2);
 
 /// The longest a cluster-wide gather waits for servers that stay silent.
-pub const GATHER_TIMEOUT: Duration = Duration::from_secs(2);
+const GATHER_TIMEOUT: Duration = Duration::from_secs(2);
 
 /// CONNZ page size (nats-server's default and a ~0.5 MB reply with `auth`).
 const PAGE: usize = 1024;
@@ -60,20 +60,30 @@ const PAGE_OVERLAP: usize = 64;
 /// No server pages through more than this many connections per gather.
 const MAX_PAGES: usize = 1000;
 
+/// Why the system connection cannot be made or a request cannot be sent.
 #[derive(Debug, thiserror::Error)]
 pub enum SystemError {
+    /// The config has no `[system]` table.
     #[error("no [system] table in the config: closing and listing live connections needs a system-account user")]
     NotConfigured,
+    /// Connecting as the system user failed (unreachable, bad credentials).
     #[error(transparent)]
     Connect(#[from] ConnectError),
+    /// Subscribing, publishing or flushing a cluster-wide request failed.
     #[error("system request on {subject} failed: {reason}")]
-    Request { subject: String, reason: String },
+    Request {
+        /// The `$SYS.REQ.SERVER.PING.*` subject.
+        subject: String,
+        /// What the client said.
+        reason: String,
+    },
 }
 
 /// What a KICK achieved. Only `Refused`, `Unreachable` and `TimedOut` leave
 /// a connection possibly open.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Kick {
+    /// The server closed the connection.
     Closed,
     /// The server knows no such cid: it is gone already (closed by the client,
     /// expired, or kicked by another instance). Not an error for racing callers.
@@ -106,6 +116,7 @@ pub struct ConnzQuery {
 /// Every server's answer to one cluster-wide CONNZ.
 #[derive(Debug, Clone, Default)]
 pub struct ConnzGather {
+    /// Every server's connections, each with its server's id and name.
     pub connections: Vec<ConnInfo>,
     /// Servers that answered.
     pub servers: Vec<ServerInfo>,
@@ -157,12 +168,15 @@ impl SystemClient {
         }
     }
 
+    /// Replaces the default timeouts (2 s each) of one request and of a
+    /// cluster-wide gather.
     pub fn with_timeouts(mut self, request: Duration, gather: Duration) -> Self {
         self.request_timeout = request;
         self.gather_timeout = gather;
         self
     }
 
+    /// The underlying connection, for requests this type does not wrap.
     pub fn client(&self) -> &async_nats::Client {
         &self.client
     }

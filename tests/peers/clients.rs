@@ -8,11 +8,7 @@
 //! `token --out FILE --refresh` sidecar, the GitHub Actions source, the
 //! `client` feature's dependency tree, and the README's copies of the
 //! recipes.
-//!
-//! Still to come with the revocation feature: "a client whose access was
-//! revoked stays out" — `Bench::spawn` a recipe, revoke its subject while it
-//! runs, and assert that its later decisions are `revoked: …` denials and
-//! that it publishes nothing more.
+//! And a recipe whose subject is revoked while it runs stays out.
 
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
@@ -96,6 +92,12 @@ struct Bench {
 
 impl Bench {
     async fn start() -> Bench {
+        Self::start_with(false).await
+    }
+
+    /// With `revocation`, the service watches a revocation bucket and may
+    /// close live connections (`[system]`).
+    async fn start_with(revocation: bool) -> Bench {
         let idp = NodeIdp::start();
         let store = tempfile::tempdir().unwrap();
         let issuer = idp.issuer();
@@ -106,6 +108,7 @@ impl Bench {
             external_issuer: Some((&issuer, &idp.resource)),
             issuer_extra: "require_typ = \"at+jwt\"",
             app_jetstream: true,
+            revocation,
             nats_extra: &nats_extra,
             ..Default::default()
         })
@@ -469,9 +472,9 @@ async fn build(what: &str, cmd: &mut Command) -> String {
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn rust_async_nats_client_outlives_its_tokens() {
-    let _slot = SLOTS.acquire().await.unwrap();
+/// Builds `examples/clients/rust` (the `client` example) and returns its
+/// executable.
+async fn rust_client() -> PathBuf {
     let mut cargo = Command::new(env!("CARGO"));
     // What `cargo test` sets for the test itself; build scripts (ring's)
     // rerun when these change, so the nested build must not see them.
@@ -493,18 +496,105 @@ async fn rust_async_nats_client_outlives_its_tokens() {
         .current_dir(root())
         .args(["build", "--example", "client", "--message-format=json"]);
     let built = build("cargo build --example client", &mut cargo).await;
-    let exe = built
+    built
         .lines()
         .filter_map(|l| serde_json::from_str::<Value>(l).ok())
         .find(|m| m["target"]["name"] == "client" && m["executable"].is_string())
         .map(|m| PathBuf::from(m["executable"].as_str().unwrap()))
-        .expect("the example's executable");
+        .expect("the example's executable")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rust_async_nats_client_outlives_its_tokens() {
+    let _slot = SLOTS.acquire().await.unwrap();
+    let exe = rust_client().await;
     let bench = Bench::start().await;
     let mut cmd = Command::new(exe);
     bench.client_credentials_env(&mut cmd);
     let report = bench.run("rust", cmd).await;
     report.assert_outlived_its_tokens(true);
     bench.assert_stream_fully_acked("rust").await;
+}
+
+/// A client whose access was revoked stays out: revoking the running
+/// recipe's subject closes its connection, every reconnect is denied with
+/// the reason (its token is still valid and refreshed), and it publishes
+/// nothing more.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_whose_access_was_revoked_stays_out() {
+    let _slot = SLOTS.acquire().await.unwrap();
+    let exe = rust_client().await;
+    let bench = Bench::start_with(true).await;
+    let mut cmd = Command::new(exe);
+    bench.client_credentials_env(&mut cmd);
+    let stack = "rust-revoked";
+    let mut running = bench.spawn(stack, cmd);
+    let stored = || async {
+        let mut stream = bench.js.get_stream(STREAM).await.unwrap();
+        stream.info().await.unwrap().state.messages
+    };
+    let working = wait_until_async(Duration::from_secs(60), || async { stored().await >= 3 }).await;
+    assert!(
+        working,
+        "the recipe never published:\n{}",
+        bench.env.service().log()
+    );
+
+    let config = bench.env.config_path();
+    let o = run_cli(&[
+        "revoke",
+        "--config",
+        config.to_str().unwrap(),
+        "--subject",
+        WORKER,
+        "--reason",
+        "contract ended",
+    ]);
+    let stderr = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(0), "{stderr}");
+    let answer: Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert!(answer["closed"].as_u64() >= Some(1), "{answer} {stderr}");
+
+    let name = client_name(stack);
+    let revoked = |n: usize| {
+        let log = bench.env.service().log();
+        decisions(&log, &name)
+            .iter()
+            .filter(|d| !d.allowed && d.reason.as_deref() == Some("revoked: contract ended"))
+            .count()
+            >= n
+    };
+    let denied = wait_until_async(Duration::from_secs(30), || async { revoked(1) }).await;
+    assert!(
+        denied,
+        "no reconnect was denied:\n{}",
+        bench.env.service().log()
+    );
+    let after_first_denial = stored().await;
+    let denied_again = wait_until_async(Duration::from_secs(30), || async { revoked(3) }).await;
+    assert!(
+        denied_again,
+        "the client stopped trying:\n{}",
+        bench.env.service().log()
+    );
+    let log = bench.env.service().log();
+    let mine = decisions(&log, &name);
+    let first_denial = mine.iter().position(|d| !d.allowed).unwrap();
+    assert!(
+        mine[first_denial..].iter().all(|d| !d.allowed),
+        "a connect was allowed after the revocation: {mine:?}"
+    );
+    assert_eq!(
+        stored().await,
+        after_first_denial,
+        "published after the revocation"
+    );
+    assert!(
+        bench.env.nats.log().contains("revoked: contract ended"),
+        "{}",
+        bench.env.nats.log()
+    );
+    let _ = running.child.kill().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

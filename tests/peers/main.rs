@@ -1,6 +1,6 @@
 //! Integration tests against real outside peers: the OpenID-certified
-//! oidc-provider, and (as they land) Keycloak, clients in other languages,
-//! browsers, MQTT devices and Prometheus.
+//! oidc-provider, Keycloak, clients in other languages, browsers, MQTT
+//! devices and Prometheus.
 
 #[path = "../support/mod.rs"]
 mod support;
@@ -8,6 +8,7 @@ mod support;
 mod browser;
 mod clients;
 mod introspection;
+mod keycloak;
 mod mqtt;
 mod oidc_provider;
 mod opaque_tokens;

@@ -334,3 +334,41 @@ async fn bootstrapped_setup_serves_dev_tokens() {
         nats.log()
     );
 }
+
+/// Every shipped `policies/*.callout.toml` validates from a fresh clone,
+/// given as a path relative to the repository (paths inside it are taken
+/// from its own folder, once); the signing seed it names is not in the
+/// repository, which offline validation only warns about.
+#[test]
+fn every_shipped_config_validates_from_the_repository_root() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let mut configs: Vec<_> = std::fs::read_dir(root.join("policies"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.to_string_lossy().ends_with(".callout.toml"))
+        .collect();
+    configs.sort();
+    assert!(configs.len() >= 10, "{configs:?}");
+    for config in configs {
+        let relative = config.strip_prefix(root).unwrap();
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_nats-oidc-callout"))
+            .current_dir(root)
+            .args(["validate", "--config", relative.to_str().unwrap()])
+            .stdin(std::process::Stdio::null())
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(
+            out.status.code(),
+            Some(0),
+            "{}: {stderr}",
+            relative.display()
+        );
+        assert!(
+            stderr.contains("`serve` needs it"),
+            "{}: {stderr}",
+            relative.display()
+        );
+        assert!(String::from_utf8_lossy(&out.stdout).starts_with("ok: "));
+    }
+}

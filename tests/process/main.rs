@@ -8,6 +8,7 @@ mod certificates_core;
 mod cli;
 mod deploy;
 mod ha;
+mod kubernetes;
 mod memory;
-mod revocation_core;
+mod revocation;
 mod signals;

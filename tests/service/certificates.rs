@@ -50,6 +50,55 @@ scopes = ["nats"]
 grant = ["own"]
 "#;
 
+/// Certificates the CA really issued, made to stretch the `spiffe-prod`
+/// rule and its `orders.{cert.spiffe_path}.>` subjects, with the reason
+/// class each must be denied with.
+fn hostile() -> Vec<(&'static str, Vec<San>, &'static str)> {
+    vec![
+        // A path that leaves ns/prod once resolved.
+        (
+            "dot-segments",
+            vec![San::Uri(
+                "spiffe://acme.example/ns/prod/../admin/sa/x".into(),
+            )],
+            "no_rule",
+        ),
+        // NATS wildcards in the ID would widen the grant: the rule's glob
+        // matches, but no such SPIFFE ID names a subject.
+        (
+            "star",
+            vec![San::Uri("spiffe://acme.example/ns/prod/sa/*".into())],
+            "claim_not_a_token",
+        ),
+        (
+            "gt",
+            vec![San::Uri("spiffe://acme.example/ns/prod/sa/>".into())],
+            "claim_not_a_token",
+        ),
+        // A dot makes the ID two subject tokens: orders.ns/prod/sa/a.b.> lies
+        // inside workload "a"'s orders.ns/prod/sa/a.>.
+        (
+            "dotted",
+            vec![San::Uri("spiffe://acme.example/ns/prod/sa/a.b".into())],
+            "claim_not_a_token",
+        ),
+        // Two SPIFFE IDs: which one names the subjects would be a guess.
+        (
+            "two-ids",
+            vec![
+                San::Uri("spiffe://acme.example/ns/prod/sa/a".into()),
+                San::Uri("spiffe://acme.example/ns/prod/sa/b".into()),
+            ],
+            "claim_not_a_token",
+        ),
+        (
+            "lookalike-domain",
+            vec![San::Uri("spiffe://acme.example.evil/ns/prod/sa/x".into())],
+            "no_rule",
+        ),
+    ]
+}
+
 struct Pki {
     dir: tempfile::TempDir,
 }
@@ -57,7 +106,7 @@ struct Pki {
 impl Pki {
     /// A CA, the server's certificate, the service's, and client
     /// certificates by name.
-    fn new(clients: &[(&str, &[San])]) -> Pki {
+    fn new(clients: &[(&str, Vec<San>)]) -> Pki {
         let dir = tempfile::tempdir().unwrap();
         let ca = LocalCa::generate("test CA", 2).unwrap();
         let write = |name: &str, cert: &str, key: &str| {
@@ -134,18 +183,24 @@ fn quoted(p: &Path) -> String {
 
 impl World {
     async fn start() -> World {
-        let pki = Pki::new(&[
-            (
-                "orders-prod",
-                &[San::Uri("spiffe://acme.example/ns/prod/sa/orders".into())],
-            ),
-            (
-                "orders-dev",
-                &[San::Uri("spiffe://acme.example/ns/dev/sa/orders".into())],
-            ),
-            ("laptop-a", &[San::Email("a@acme.example".into())]),
-            ("laptop-b", &[San::Email("b@acme.example".into())]),
-        ]);
+        let pki = Pki::new(
+            &[
+                (
+                    "orders-prod",
+                    &[San::Uri("spiffe://acme.example/ns/prod/sa/orders".into())],
+                ),
+                (
+                    "orders-dev",
+                    &[San::Uri("spiffe://acme.example/ns/dev/sa/orders".into())],
+                ),
+                ("laptop-a", &[San::Email("a@acme.example".into())]),
+                ("laptop-b", &[San::Email("b@acme.example".into())]),
+            ]
+            .into_iter()
+            .map(|(name, sans)| (name, sans.to_vec()))
+            .chain(hostile().into_iter().map(|(name, sans, _)| (name, sans)))
+            .collect::<Vec<_>>(),
+        );
         let idp = |alg| async move {
             let key = LocalKey::generate(alg).unwrap();
             (Idp::start(&[&key]).await, key)
@@ -344,4 +399,50 @@ async fn an_issuer_that_requires_binding_refuses_unbound_tokens() {
         .await
         .expect("bound token with its certificate");
     round_trip(&carol, "app.carol.x").await;
+}
+
+/// The adversarial certificate corpus through a real TLS server: each
+/// hostile certificate is denied with its reason class and never granted
+/// a subject; a certificate from a CA the server does not trust never
+/// reaches the service.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hostile_certificates_are_denied_with_reasons() {
+    let w = World::start().await;
+    for (name, _, class) in hostile() {
+        let before = w.service.decision_count();
+        assert!(
+            w.connect(None, Some(name)).await.is_err(),
+            "{name}: a hostile certificate got in"
+        );
+        let decided = wait_until(std::time::Duration::from_secs(5), || {
+            w.service.decision_count() > before
+        });
+        assert!(decided, "{name}: no decision");
+        let d = w.service.decisions().pop().unwrap();
+        assert_eq!(d["decision"], "deny", "{name}: {d:?}");
+        assert_eq!(d["reason_class"], class, "{name}: {d:?}");
+    }
+
+    // Issued by another CA: the server refuses the handshake itself.
+    let rogue = LocalCa::generate("rogue CA", 2).unwrap();
+    let c = rogue
+        .issue(
+            "orders",
+            &[San::Uri("spiffe://acme.example/ns/prod/sa/orders".into())],
+            Usage::Client,
+        )
+        .unwrap();
+    std::fs::write(w.pki.path("rogue.pem"), &c.cert_pem).unwrap();
+    write_secret(&w.pki.path("rogue-key.pem"), &c.key_pem);
+    let before = w.service.decision_count();
+    assert!(w.connect(None, Some("rogue")).await.is_err());
+    assert_eq!(w.service.decision_count(), before, "the service saw it");
+    assert!(
+        w.service
+            .decisions()
+            .iter()
+            .all(|d| d["decision"] == "deny"),
+        "{:#?}",
+        w.service.decisions()
+    );
 }

@@ -17,4 +17,5 @@ mod operator;
 mod policies;
 mod policy_props;
 mod revocation;
+mod revocation_outage;
 mod tenants;

@@ -267,3 +267,78 @@ fn jwt_part(jwt: &str) -> String {
     )
     .unwrap()
 }
+
+/// Revocation works the same in operator mode: bootstrap's `[system]` user
+/// and JetStream bucket close alice's live connection and deny her
+/// reconnect with the reason; bob, in the other account, stays.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn revoking_a_subject_in_operator_mode_closes_it_and_denies_its_reconnect() {
+    let dir = tempfile::tempdir().unwrap();
+    bootstrap(dir.path());
+    let (nats, service) = start(dir.path());
+    let alice_token = token(dir.path(), "alice", "a");
+    let (dropped_tx, dropped) = tokio::sync::oneshot::channel();
+    let dropped_tx = std::sync::Mutex::new(Some(dropped_tx));
+    let alice = async_nats::ConnectOptions::with_token(alice_token.clone())
+        .max_reconnects(Some(0))
+        .event_callback(move |event| {
+            if matches!(event, async_nats::Event::Disconnected) {
+                if let Some(tx) = dropped_tx.lock().unwrap().take() {
+                    let _ = tx.send(());
+                }
+            }
+            async {}
+        })
+        .connect(nats.url())
+        .await
+        .expect("alice connects before the revocation");
+    let bob = connect_token(&nats.url(), &token(dir.path(), "bob", "b"))
+        .await
+        .expect("bob");
+    alice.flush().await.unwrap();
+
+    let config = dir.path().join("callout.toml");
+    let out = run_cli(&[
+        "revoke",
+        "--config",
+        config.to_str().unwrap(),
+        "--subject",
+        "alice",
+        "--reason",
+        "laptop stolen",
+    ]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{stderr}");
+    let answer: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(answer["closed"], 1, "{answer} {stderr}");
+
+    let closed = tokio::time::timeout(Duration::from_secs(5), dropped).await;
+    assert!(
+        matches!(closed, Ok(Ok(()))),
+        "alice's connection was not closed:\n{}",
+        nats.log()
+    );
+    let again = async_nats::ConnectOptions::with_token(alice_token)
+        .connect(nats.url())
+        .await;
+    assert!(again.is_err(), "alice got back in after her revocation");
+    let refused = "Auth callout service returned an error: revoked: laptop stolen";
+    assert!(
+        wait_until(Duration::from_secs(5), || nats.log().contains(refused)),
+        "{}",
+        nats.log()
+    );
+    assert_eq!(
+        bob.nats.connection_state(),
+        async_nats::connection::State::Connected,
+        "bob was closed with alice"
+    );
+    assert!(
+        !service
+            .decisions()
+            .iter()
+            .any(|d| d["subject"] == "bob" && d["decision"] == "deny"),
+        "bob was denied: {:#?}",
+        service.decisions()
+    );
+}

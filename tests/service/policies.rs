@@ -205,6 +205,21 @@ fn provider_cases() -> Vec<Case> {
                 ),
             )),
         ),
+        (
+            "keycloak",
+            "keycloak-person.json",
+            Ok((
+                "APP",
+                json!(["people"]),
+                perms(
+                    allow(json!(["user.7d1c2b3a-4e5f-4a6b-9c8d-0e1f2a3b4c5d.>"])),
+                    allow(json!([
+                        "user.7d1c2b3a-4e5f-4a6b-9c8d-0e1f2a3b4c5d.>",
+                        "_INBOX.7d1c2b3a-4e5f-4a6b-9c8d-0e1f2a3b4c5d.>"
+                    ])),
+                ),
+            )),
+        ),
         ("keycloak", "keycloak-denied.json", Err(NO_RULE)),
         (
             "entra",

@@ -5,8 +5,8 @@ use std::time::Duration;
 
 /// A connected client plus the asynchronous errors the server sent it
 /// (permission violations, expiry).
-pub struct Client {
-    pub nats: async_nats::Client,
+pub(crate) struct Client {
+    pub(crate) nats: async_nats::Client,
     errors: tokio::sync::mpsc::UnboundedReceiver<String>,
     /// Every error received so far, also those `expect_error` passed over.
     seen: Vec<String>,
@@ -14,7 +14,7 @@ pub struct Client {
 
 impl Client {
     /// Waits up to `limit` for a server error containing `needle`.
-    pub async fn expect_error(&mut self, needle: &str, limit: Duration) -> String {
+    pub(crate) async fn expect_error(&mut self, needle: &str, limit: Duration) -> String {
         let deadline = tokio::time::Instant::now() + limit;
         loop {
             match tokio::time::timeout_at(deadline, self.errors.recv()).await {
@@ -34,7 +34,7 @@ impl Client {
 
     /// Every error received so far, without waiting: also those an
     /// `expect_error` passed over on its way to the one it waited for.
-    pub fn errors_so_far(&mut self) -> Vec<String> {
+    pub(crate) fn errors_so_far(&mut self) -> Vec<String> {
         while let Ok(e) = self.errors.try_recv() {
             self.seen.push(e);
         }
@@ -44,7 +44,7 @@ impl Client {
 
 /// Connects with `opts` (plus the harness's timeout, no reconnects, and the
 /// error collection).
-pub async fn connect_with_options(
+pub(crate) async fn connect_with_options(
     opts: async_nats::ConnectOptions,
     url: &str,
 ) -> Result<Client, async_nats::ConnectError> {
@@ -73,7 +73,7 @@ pub async fn connect_with_options(
 }
 
 /// Publishes on a fresh subject and waits (bounded) for it to come back.
-pub async fn round_trip(client: &async_nats::Client, subject: &str) {
+pub(crate) async fn round_trip(client: &async_nats::Client, subject: &str) {
     let mut sub = client
         .subscribe(subject.to_owned())
         .await
@@ -91,7 +91,10 @@ pub async fn round_trip(client: &async_nats::Client, subject: &str) {
 }
 
 /// Connects presenting `token` as the CONNECT `auth_token`.
-pub async fn connect_token(url: &str, token: &str) -> Result<Client, async_nats::ConnectError> {
+pub(crate) async fn connect_token(
+    url: &str,
+    token: &str,
+) -> Result<Client, async_nats::ConnectError> {
     connect_with_options(
         async_nats::ConnectOptions::with_token(token.to_owned()),
         url,
@@ -100,7 +103,7 @@ pub async fn connect_token(url: &str, token: &str) -> Result<Client, async_nats:
 }
 
 /// Connects presenting user and password (a token may travel as the password).
-pub async fn connect_user_pass(
+pub(crate) async fn connect_user_pass(
     url: &str,
     user: &str,
     pass: &str,
@@ -114,7 +117,7 @@ pub async fn connect_user_pass(
 
 /// Retries `connect_token` every 250 ms for up to 20 s: for a service or
 /// server that is (re)starting or recovering.
-pub async fn connect_token_eventually(url: &str, token: &str) -> Option<Client> {
+pub(crate) async fn connect_token_eventually(url: &str, token: &str) -> Option<Client> {
     for _ in 0..80 {
         if let Ok(c) = connect_token(url, token).await {
             return Some(c);
@@ -125,12 +128,12 @@ pub async fn connect_token_eventually(url: &str, token: &str) -> Option<Client> 
 }
 
 /// Connects with no credentials at all.
-pub async fn connect_anonymous(url: &str) -> Result<Client, async_nats::ConnectError> {
+pub(crate) async fn connect_anonymous(url: &str) -> Result<Client, async_nats::ConnectError> {
     connect_with_options(async_nats::ConnectOptions::new(), url).await
 }
 
 /// Connects `tokens` at concurrency 32; returns how many were accepted.
-pub async fn storm(url: &str, tokens: Vec<String>) -> usize {
+pub(crate) async fn storm(url: &str, tokens: Vec<String>) -> usize {
     use futures::StreamExt;
     futures::stream::iter(tokens)
         .map(|t| {
@@ -144,7 +147,7 @@ pub async fn storm(url: &str, tokens: Vec<String>) -> usize {
 }
 
 /// GET on loopback: status and body.
-pub async fn http_get(url: &str) -> (u16, String) {
+pub(crate) async fn http_get(url: &str) -> (u16, String) {
     let r = reqwest::get(url).await.expect("http get");
     (r.status().as_u16(), r.text().await.unwrap())
 }
@@ -153,7 +156,7 @@ pub async fn http_get(url: &str) -> (u16, String) {
 /// payload and its signature (every RS256 token starts with the same header
 /// text), of an opaque token all of it; whole or any 24 consecutive
 /// characters, at any offset: a truncated or sliced copy is a leak too.
-pub fn assert_no_token_in(text: &str, token: &str) {
+pub(crate) fn assert_no_token_in(text: &str, token: &str) {
     const SLICE: usize = 24;
     let parts: Vec<&str> = token.split('.').collect();
     let secret: Vec<(&str, &str)> = match parts[..] {

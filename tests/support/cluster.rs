@@ -18,14 +18,14 @@ use super::nats::NatsServer;
 use super::process::{free_port, run_cli, wait_until, write_secret};
 use super::service::Service;
 
-pub struct ClusterOptions<'a> {
-    pub nodes: usize,
-    pub instances: usize,
-    pub policy: &'a str,
+pub(crate) struct ClusterOptions<'a> {
+    pub(crate) nodes: usize,
+    pub(crate) instances: usize,
+    pub(crate) policy: &'a str,
     /// Lines for `[revocation]` (e.g. `on_policy_change = "keep"`).
-    pub revocation: &'a str,
+    pub(crate) revocation: &'a str,
     /// Lines for `[policy]`.
-    pub policy_extra: &'a str,
+    pub(crate) policy_extra: &'a str,
 }
 
 impl Default for ClusterOptions<'_> {
@@ -40,12 +40,12 @@ impl Default for ClusterOptions<'_> {
     }
 }
 
-pub struct Cluster {
-    pub idp: Idp,
-    pub key: LocalKey,
-    pub nodes: Vec<NatsServer>,
-    pub services: Vec<Service>,
-    pub dir: tempfile::TempDir,
+pub(crate) struct Cluster {
+    pub(crate) idp: Idp,
+    pub(crate) key: LocalKey,
+    pub(crate) nodes: Vec<NatsServer>,
+    pub(crate) services: Vec<Service>,
+    pub(crate) dir: tempfile::TempDir,
     _stores: tempfile::TempDir,
 }
 
@@ -58,7 +58,7 @@ fn quoted(items: &[&str]) -> String {
 }
 
 impl Cluster {
-    pub async fn start(opts: ClusterOptions<'_>) -> Cluster {
+    pub(crate) async fn start(opts: ClusterOptions<'_>) -> Cluster {
         let key = LocalKey::generate(Algorithm::RS256).expect("rsa key");
         let idp = Idp::start(&[&key]).await;
         let dir = tempfile::tempdir().expect("tempdir");
@@ -154,7 +154,7 @@ authorization {{
     /// Starts one more service instance on the shared config, and waits
     /// until it has read the revocation bucket (a new JetStream cluster
     /// elects its leaders first; until then every connect is denied).
-    pub fn start_instance(&mut self) {
+    pub(crate) fn start_instance(&mut self) {
         let path = self.config_path();
         let service = Service::start(&path);
         let loaded = wait_until(Duration::from_secs(30), || {
@@ -164,27 +164,27 @@ authorization {{
         self.services.push(service);
     }
 
-    pub fn url(&self, node: usize) -> String {
+    pub(crate) fn url(&self, node: usize) -> String {
         self.nodes[node].url()
     }
 
-    pub fn config_path(&self) -> PathBuf {
+    pub(crate) fn config_path(&self) -> PathBuf {
         self.dir.path().join("callout.toml")
     }
 
-    pub fn claims(&self, sub: &str, scope: &str) -> Value {
+    pub(crate) fn claims(&self, sub: &str, scope: &str) -> Value {
         let now = super::now();
         json!({"iss": self.idp.issuer, "aud": AUDIENCE, "sub": sub, "scope": scope,
                "iat": now, "exp": now + 300, "jti": format!("jti-{sub}-{now}"),
                "client_id": format!("client-{sub}")})
     }
 
-    pub fn token(&self, sub: &str, scope: &str) -> String {
+    pub(crate) fn token(&self, sub: &str, scope: &str) -> String {
         self.key.sign(&self.claims(sub, scope))
     }
 
     /// Runs the CLI with `--config` of this cluster.
-    pub fn cli(&self, command: &str, args: &[&str]) -> std::process::Output {
+    pub(crate) fn cli(&self, command: &str, args: &[&str]) -> std::process::Output {
         let config = self.config_path();
         let mut all = vec![command, "--config", config.to_str().unwrap()];
         all.extend_from_slice(args);
@@ -192,12 +192,12 @@ authorization {{
     }
 
     /// Every node's log.
-    pub fn logs(&self) -> String {
+    pub(crate) fn logs(&self) -> String {
         self.nodes.iter().map(NatsServer::log).collect()
     }
 
     /// How often the nodes logged `needle`.
-    pub fn count(&self, needle: &str) -> usize {
+    pub(crate) fn count(&self, needle: &str) -> usize {
         self.nodes.iter().map(|n| n.count(needle)).sum()
     }
 }

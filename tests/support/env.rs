@@ -18,34 +18,39 @@ use super::process::{wait_until_async, write_secret};
 use super::service::Service;
 
 /// How to set up an [`Env`].
-pub struct EnvOptions<'a> {
-    pub policy: &'a str,
-    pub xkey: bool,
+pub(crate) struct EnvOptions<'a> {
+    pub(crate) policy: &'a str,
+    pub(crate) xkey: bool,
     /// Extra lines for the `[[issuer]]` table; `{idp}` stands for the IdP's URL.
-    pub issuer_extra: &'a str,
+    pub(crate) issuer_extra: &'a str,
     /// Lines for the `[token]` table (default: both token sources).
-    pub token_extra: &'a str,
+    pub(crate) token_extra: &'a str,
     /// The IdP answers 503 until the test calls `idp.set_down(false)`.
-    pub idp_down_at_start: bool,
+    pub(crate) idp_down_at_start: bool,
     /// Extra lines for the `[policy]` table.
-    pub policy_extra: &'a str,
+    pub(crate) policy_extra: &'a str,
     /// Trust this (issuer URL, audience) instead of the in-process IdP.
-    pub external_issuer: Option<(&'a str, &'a str)>,
+    pub(crate) external_issuer: Option<(&'a str, &'a str)>,
     /// More audiences the issuer accepts.
-    pub more_audiences: &'a [&'a str],
+    pub(crate) more_audiences: &'a [&'a str],
     /// Whole tables appended to the service config (`[http]`, `[audit]`).
-    pub config_extra: &'a str,
+    pub(crate) config_extra: &'a str,
     /// Lines appended to the nats-server config (`cluster {…}`).
-    pub nats_extra: &'a str,
+    pub(crate) nats_extra: &'a str,
     /// Lines for the service's own `[nats]` table.
-    pub service_nats_extra: &'a str,
+    pub(crate) service_nats_extra: &'a str,
     /// Start the in-process service (off: the test starts the binary).
-    pub start_service: bool,
+    pub(crate) start_service: bool,
     /// The `[[issuer]]` name policy rules refer to.
-    pub issuer_name: &'a str,
+    pub(crate) issuer_name: &'a str,
     /// JetStream for the APP account (the server config must then have a
     /// `jetstream {}` block and a `server_name`, through `nats_extra`).
-    pub app_jetstream: bool,
+    pub(crate) app_jetstream: bool,
+    /// Revocation on: JetStream for AUTH (the bucket), a system user and
+    /// the service's `[system]` and `[revocation]` tables; the server config
+    /// needs a `jetstream {}` block through `nats_extra`. The service has
+    /// read the bucket when `start` returns.
+    pub(crate) revocation: bool,
 }
 
 impl Default for EnvOptions<'_> {
@@ -65,13 +70,14 @@ impl Default for EnvOptions<'_> {
             start_service: true,
             issuer_name: "corp",
             app_jetstream: false,
+            revocation: false,
         }
     }
 }
 
 /// Alice-style tokens with scope `nats` get `app.<sub>.>`, and replies on
 /// their own inbox prefix.
-pub const DEFAULT_POLICY: &str = r#"
+pub(crate) const DEFAULT_POLICY: &str = r#"
 [defaults]
 account = "APP"
 ttl = "15m"
@@ -87,18 +93,18 @@ scopes = ["nats"]
 grant = ["own"]
 "#;
 
-pub const AUDIENCE: &str = "nats";
+pub(crate) const AUDIENCE: &str = "nats";
 
 /// A whole deployment: IdP, nats-server with the callout, and the service.
-pub struct Env {
-    pub idp: Idp,
-    pub key: LocalKey,
-    pub nats: NatsServer,
+pub(crate) struct Env {
+    pub(crate) idp: Idp,
+    pub(crate) key: LocalKey,
+    pub(crate) nats: NatsServer,
     /// The nats-server config the callout needs (for more nodes), with
     /// [`PORT`] for its client port.
-    pub nats_config: String,
+    pub(crate) nats_config: String,
     service: Option<Service>,
-    pub dir: tempfile::TempDir,
+    pub(crate) dir: tempfile::TempDir,
     /// Server-log refusals already attributed to a connect, per reason.
     claimed: Mutex<HashMap<String, usize>>,
     /// Decisions already attributed to a connect.
@@ -106,7 +112,7 @@ pub struct Env {
 }
 
 impl Env {
-    pub async fn start(opts: EnvOptions<'_>) -> Env {
+    pub(crate) async fn start(opts: EnvOptions<'_>) -> Env {
         let key = LocalKey::generate(Algorithm::RS256).expect("rsa key");
         let idp = Idp::start(&[&key]).await;
         idp.set_down(opts.idp_down_at_start);
@@ -124,6 +130,7 @@ impl Env {
             &account.public_key(),
             opts.xkey.then_some(xkey_pub.as_str()),
             opts.app_jetstream,
+            opts.revocation,
         );
         let nats = NatsServer::start_any_port(&format!("{nats_config}\n{}", opts.nats_extra));
 
@@ -146,12 +153,26 @@ impl Env {
             )
             .policy_lines(opts.policy_extra)
             .tables(opts.config_extra);
+        if opts.revocation {
+            write_secret(&dir.path().join("sys.password"), "syspw");
+            config = config.tables(
+                "[system]\nuser = \"sys\"\npassword_file = \"sys.password\"\n\n\
+                 [revocation]\nbucket = \"revocations\"\n",
+            );
+        }
         if opts.xkey {
             config = config.xkey_seed_file("xkey.nk");
         }
         let config_path = dir.path().join("callout.toml");
         config.write(&config_path).unwrap();
         let service = opts.start_service.then(|| Service::start(&config_path));
+        if let Some(service) = service.as_ref().filter(|_| opts.revocation) {
+            let loaded = wait_until_async(Duration::from_secs(30), || async {
+                service.log().contains("revocations loaded")
+            })
+            .await;
+            assert!(loaded, "revocations never loaded:\n{}", service.log());
+        }
         Env {
             idp,
             key,
@@ -165,30 +186,30 @@ impl Env {
     }
 
     /// The in-process service.
-    pub fn service(&self) -> &Service {
+    pub(crate) fn service(&self) -> &Service {
         self.service
             .as_ref()
             .expect("this Env was started without its service")
     }
 
-    pub fn service_mut(&mut self) -> &mut Service {
+    pub(crate) fn service_mut(&mut self) -> &mut Service {
         self.service
             .as_mut()
             .expect("this Env was started without its service")
     }
 
-    pub fn config_path(&self) -> PathBuf {
+    pub(crate) fn config_path(&self) -> PathBuf {
         self.dir.path().join("callout.toml")
     }
 
     /// Claims of a valid token for `sub` with `scope`, expiring in 5 min.
-    pub fn claims(&self, sub: &str, scope: &str) -> Value {
+    pub(crate) fn claims(&self, sub: &str, scope: &str) -> Value {
         let now = super::now();
         json!({"iss": self.idp.issuer, "aud": AUDIENCE, "sub": sub, "scope": scope,
                "iat": now, "exp": now + 300})
     }
 
-    pub fn token(&self, sub: &str, scope: &str) -> String {
+    pub(crate) fn token(&self, sub: &str, scope: &str) -> String {
         self.key.sign(&self.claims(sub, scope))
     }
 
@@ -198,7 +219,7 @@ impl Env {
     /// second refusal with the same reason is never proven by the first
     /// one's line; with the in-process service it also claims the decision
     /// and finds the server's refusal of the connection that decision names.
-    pub async fn assert_refused(
+    pub(crate) async fn assert_refused(
         &self,
         result: Result<Client, async_nats::ConnectError>,
         reason: &str,
@@ -252,7 +273,7 @@ impl Env {
     /// The next decision (after those already claimed) with this result
     /// whose reason contains `reason` (an allow has none: pass ""); it is
     /// claimed, so the next call looks past it.
-    pub async fn claim_decision(&self, decision: &str, reason: &str) -> Map<String, Value> {
+    pub(crate) async fn claim_decision(&self, decision: &str, reason: &str) -> Map<String, Value> {
         let matches = |d: &Map<String, Value>| {
             d["decision"] == decision
                 && d.get("reason")

@@ -17,7 +17,7 @@ use super::process::{read_log, wait_until, write_secret, Proc};
 
 /// How the in-process IdP misbehaves, for fault-injection tests.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub enum IdpFault {
+pub(crate) enum IdpFault {
     #[default]
     None,
     /// Every request gets 503.
@@ -31,7 +31,7 @@ pub enum IdpFault {
     Oversized,
 }
 
-pub const IDP_HANG: Duration = Duration::from_secs(8);
+pub(crate) const IDP_HANG: Duration = Duration::from_secs(8);
 
 #[derive(Default)]
 struct IdpState {
@@ -45,16 +45,16 @@ struct IdpState {
 
 /// A path that serves the same JWKS as `/jwks` but that discovery does not
 /// name: only a service configured with `jwks_uri` fetches it.
-pub const ALT_JWKS_PATH: &str = "/alt/jwks";
+pub(crate) const ALT_JWKS_PATH: &str = "/alt/jwks";
 
 /// An introspection endpoint (not in discovery) that answers every token
 /// `active: false`.
-pub const INTROSPECTION_PATH: &str = "/introspect";
+pub(crate) const INTROSPECTION_PATH: &str = "/introspect";
 
 /// An in-process OIDC provider: discovery and JWKS over plain HTTP/1.1 on
 /// 127.0.0.1, with switches for key rotation and outages.
-pub struct Idp {
-    pub issuer: String,
+pub(crate) struct Idp {
+    pub(crate) issuer: String,
     state: Arc<Mutex<IdpState>>,
     fetches: Arc<AtomicUsize>,
     stop: Arc<AtomicBool>,
@@ -63,7 +63,7 @@ pub struct Idp {
 
 impl Idp {
     /// Serves `keys` at `<issuer>/jwks`. Runs on the current tokio runtime.
-    pub async fn start(keys: &[&LocalKey]) -> Idp {
+    pub(crate) async fn start(keys: &[&LocalKey]) -> Idp {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
             .await
             .expect("bind idp");
@@ -169,30 +169,30 @@ impl Idp {
     }
 
     /// Publishes a new key set (rotation).
-    pub fn set_keys(&self, keys: &[&LocalKey]) {
+    pub(crate) fn set_keys(&self, keys: &[&LocalKey]) {
         self.state.lock().unwrap().jwks = jwks(keys);
     }
 
     /// Makes every request fail with 503 (an outage) or serve again.
-    pub fn set_down(&self, down: bool) {
+    pub(crate) fn set_down(&self, down: bool) {
         self.set_fault(if down { IdpFault::Down } else { IdpFault::None });
     }
 
-    pub fn set_fault(&self, fault: IdpFault) {
+    pub(crate) fn set_fault(&self, fault: IdpFault) {
         self.state.lock().unwrap().fault = fault;
     }
 
-    pub fn hung_requests(&self) -> usize {
+    pub(crate) fn hung_requests(&self) -> usize {
         self.state.lock().unwrap().hung
     }
 
     /// JWKS documents served so far (at either JWKS path).
-    pub fn jwks_fetches(&self) -> usize {
+    pub(crate) fn jwks_fetches(&self) -> usize {
         self.fetches.load(Ordering::SeqCst)
     }
 
     /// Requests for `path` so far.
-    pub fn hits(&self, path: &str) -> usize {
+    pub(crate) fn hits(&self, path: &str) -> usize {
         self.state
             .lock()
             .unwrap()
@@ -214,19 +214,19 @@ impl Drop for Idp {
 /// `tests/idp/`, issuing JWT access tokens by the client-credentials grant,
 /// opaque ones for a second resource, and opaque user tokens by CIBA; with
 /// its introspection, revocation and userinfo endpoints.
-pub struct NodeIdp {
+pub(crate) struct NodeIdp {
     proc: Option<Proc>,
-    pub port: u16,
+    pub(crate) port: u16,
     dir: tempfile::TempDir,
-    pub client_id: String,
+    pub(crate) client_id: String,
     client_secret: String,
     /// A second client (scope `nats` only) whose tokens live `SHORT_TOKEN_TTL`.
-    pub short_client_id: String,
+    pub(crate) short_client_id: String,
     short_client_secret: String,
     /// The resource indicator: the `aud` of every JWT access token.
-    pub resource: String,
+    pub(crate) resource: String,
     /// The resource whose access tokens are opaque.
-    pub opaque_resource: String,
+    pub(crate) opaque_resource: String,
     /// Secrets of the introspecting clients (basic, post) and the CIBA client.
     basic_secret: String,
     post_secret: String,
@@ -240,11 +240,11 @@ pub struct NodeIdp {
 }
 
 /// Lifetime of the short client's access tokens, in seconds.
-pub const SHORT_TOKEN_TTL: u64 = 10;
+pub(crate) const SHORT_TOKEN_TTL: u64 = 10;
 
 /// The client-authentication methods the IdP's introspecting clients use.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum IntrospectionAuth {
+pub(crate) enum IntrospectionAuth {
     ClientSecretBasic,
     ClientSecretPost,
     /// With the client key of this algorithm (RS256 or ES256).
@@ -253,17 +253,17 @@ pub enum IntrospectionAuth {
 
 /// An introspecting client registered at a [`NodeIdp`].
 #[derive(Debug, Clone)]
-pub struct IntrospectionClient {
-    pub client_id: String,
+pub(crate) struct IntrospectionClient {
+    pub(crate) client_id: String,
     /// The `introspection_auth` value.
-    pub method: &'static str,
+    pub(crate) method: &'static str,
     /// The client secret (0600), or the PKCS#8 PEM private key.
-    pub file: PathBuf,
+    pub(crate) file: PathBuf,
 }
 
 impl IntrospectionClient {
     /// The `[[issuer]]` lines that make the service use this client.
-    pub fn config_lines(&self) -> String {
+    pub(crate) fn config_lines(&self) -> String {
         let file_key = if self.method == "private_key_jwt" {
             "introspection_private_key_file"
         } else {
@@ -280,23 +280,23 @@ impl IntrospectionClient {
 
 /// Calls counted by the IdP itself.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Deserialize)]
-pub struct IdpStats {
-    pub introspection: u64,
-    pub revocation: u64,
-    pub userinfo: u64,
+pub(crate) struct IdpStats {
+    pub(crate) introspection: u64,
+    pub(crate) revocation: u64,
+    pub(crate) userinfo: u64,
 }
 
 const USER_CLIENT: &str = "user-app";
 
 impl NodeIdp {
-    pub fn start() -> NodeIdp {
+    pub(crate) fn start() -> NodeIdp {
         Self::start_with(None)
     }
 
     /// Also serves the public client `client_id` (authorization code + PKCE)
     /// redirecting to `redirect_uri`, and a login form that takes any name
     /// (the token's `sub`) and any password.
-    pub fn start_with_browser_client(client_id: &str, redirect_uri: &str) -> NodeIdp {
+    pub(crate) fn start_with_browser_client(client_id: &str, redirect_uri: &str) -> NodeIdp {
         Self::start_with(Some((client_id.to_owned(), redirect_uri.to_owned())))
     }
 
@@ -375,19 +375,19 @@ impl NodeIdp {
         self.port = bound;
     }
 
-    pub fn issuer(&self) -> String {
+    pub(crate) fn issuer(&self) -> String {
         format!("http://127.0.0.1:{}", self.port)
     }
 
     /// The client secret in a 0600 file, as `token --client-secret-file` wants.
-    pub fn secret_file(&self) -> PathBuf {
+    pub(crate) fn secret_file(&self) -> PathBuf {
         let path = self.dir.path().join("client-secret");
         write_secret(&path, &self.client_secret);
         path
     }
 
     /// The short client's secret in a 0600 file.
-    pub fn short_secret_file(&self) -> PathBuf {
+    pub(crate) fn short_secret_file(&self) -> PathBuf {
         let path = self.dir.path().join("short-client-secret");
         write_secret(&path, &self.short_client_secret);
         path
@@ -395,7 +395,7 @@ impl NodeIdp {
 
     /// The `exp` of every access token issued to `client_id` so far, in
     /// order (the provider logs each one).
-    pub fn issued(&self, client_id: &str) -> Vec<i64> {
+    pub(crate) fn issued(&self, client_id: &str) -> Vec<i64> {
         (1..=self.starts)
             .flat_map(|i| {
                 read_log(&self.dir.path().join(format!("idp.{i}.log")))
@@ -411,7 +411,7 @@ impl NodeIdp {
     }
 
     /// A client-credentials access token for `scope`.
-    pub async fn token(&self, scope: &str) -> String {
+    pub(crate) async fn token(&self, scope: &str) -> String {
         let resp = reqwest::Client::new()
             .post(format!("{}/token", self.issuer()))
             .basic_auth(&self.client_id, Some(&self.client_secret))
@@ -447,7 +447,7 @@ impl NodeIdp {
     }
 
     /// An introspecting client, its secret or key written to a 0600 file.
-    pub fn introspection_client(&self, auth: IntrospectionAuth) -> IntrospectionClient {
+    pub(crate) fn introspection_client(&self, auth: IntrospectionAuth) -> IntrospectionClient {
         let (client_id, method, name, contents) = match auth {
             IntrospectionAuth::ClientSecretBasic => (
                 "introspect-basic",
@@ -487,7 +487,7 @@ impl NodeIdp {
     /// An opaque client-credentials access token for `scope`, audience
     /// [`NodeIdp::opaque_resource`]; it introspects with the client as `sub`
     /// and `groups: ["ci", "deploy"]`.
-    pub async fn opaque_token(&self, scope: &str) -> String {
+    pub(crate) async fn opaque_token(&self, scope: &str) -> String {
         let resp = reqwest::Client::new()
             .post(format!("{}/token", self.issuer()))
             .basic_auth(&self.client_id, Some(&self.client_secret))
@@ -511,7 +511,7 @@ impl NodeIdp {
     /// An opaque user access token for `account` by CIBA (the user approves
     /// at once), with no audience, so the userinfo endpoint takes it too
     /// (`email`, `groups: ["users", "team-<account>"]` with those scopes).
-    pub async fn user_token(&self, account: &str, scope: &str) -> String {
+    pub(crate) async fn user_token(&self, account: &str, scope: &str) -> String {
         let http = reqwest::Client::new();
         let resp = http
             .post(format!("{}/backchannel", self.issuer()))
@@ -544,7 +544,7 @@ impl NodeIdp {
     }
 
     /// Revokes a token issued to the client-credentials client.
-    pub async fn revoke(&self, token: &str) {
+    pub(crate) async fn revoke(&self, token: &str) {
         let resp = reqwest::Client::new()
             .post(format!("{}/token/revocation", self.issuer()))
             .basic_auth(&self.client_id, Some(&self.client_secret))
@@ -560,7 +560,7 @@ impl NodeIdp {
     }
 
     /// Introspection, revocation and userinfo calls the IdP has seen.
-    pub async fn stats(&self) -> IdpStats {
+    pub(crate) async fn stats(&self) -> IdpStats {
         reqwest::get(format!("{}/test/stats", self.issuer()))
             .await
             .expect("stats request")
@@ -570,14 +570,14 @@ impl NodeIdp {
     }
 
     /// Stops the IdP (its tokens die with it: they live in memory).
-    pub fn stop(&mut self) {
+    pub(crate) fn stop(&mut self) {
         if let Some(mut p) = self.proc.take() {
             p.terminate();
         }
     }
 
     /// Restarts on the same port and issuer with brand-new key material.
-    pub fn restart_with_new_key(&mut self) {
+    pub(crate) fn restart_with_new_key(&mut self) {
         if let Some(mut p) = self.proc.take() {
             p.terminate();
         }

@@ -5,11 +5,13 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
 
+use nats_oidc_callout::system::{SYSTEM_PUBLISH, SYSTEM_SUBSCRIBE};
+
 use super::process::{read_log, wait_until, Proc};
 
 /// The nats-server binary: `NATS_SERVER_BIN`, else the one `scripts/setup.sh`
 /// installs. Missing is a failure, never a skip.
-pub fn nats_server_bin() -> PathBuf {
+pub(crate) fn nats_server_bin() -> PathBuf {
     let path = std::env::var_os("NATS_SERVER_BIN")
         .map(PathBuf::from)
         .unwrap_or_else(|| {
@@ -24,19 +26,19 @@ pub fn nats_server_bin() -> PathBuf {
 }
 
 /// The placeholder [`NatsServer::start_any_port`] replaces with the port.
-pub const PORT: &str = "{PORT}";
+pub(crate) const PORT: &str = "{PORT}";
 
 /// A real nats-server on 127.0.0.1.
-pub struct NatsServer {
+pub(crate) struct NatsServer {
     proc: Option<Proc>,
-    pub port: u16,
+    pub(crate) port: u16,
     dir: tempfile::TempDir,
     restarts: usize,
 }
 
 impl NatsServer {
     /// Starts nats-server with `config` (which must listen on `port`).
-    pub fn start(port: u16, config: &str) -> NatsServer {
+    pub(crate) fn start(port: u16, config: &str) -> NatsServer {
         Self::try_start(port, config)
             .unwrap_or_else(|log| panic!("nats-server did not start:\n{log}"))
     }
@@ -44,7 +46,7 @@ impl NatsServer {
     /// Starts nats-server with `config` on `port`; the error is its log when
     /// it stopped or never said it listens there (the port was taken: see
     /// [`port_taken`], and start the whole setup again on another port).
-    pub fn try_start(port: u16, config: &str) -> Result<NatsServer, String> {
+    pub(crate) fn try_start(port: u16, config: &str) -> Result<NatsServer, String> {
         let dir = tempfile::tempdir().expect("tempdir");
         std::fs::write(dir.path().join("nats-server.conf"), config).expect("write config");
         let mut s = NatsServer {
@@ -63,7 +65,7 @@ impl NatsServer {
     /// is chosen here and bound later by someone else. Other listeners the
     /// template sets to `-1` (routes, MQTT, WebSocket, monitoring) are read
     /// back with [`NatsServer::logged_port`]; a restart picks them anew.
-    pub fn start_any_port(template: &str) -> NatsServer {
+    pub(crate) fn start_any_port(template: &str) -> NatsServer {
         let dir = tempfile::tempdir().expect("tempdir");
         let conf = dir.path().join("nats-server.conf");
         std::fs::write(&conf, template.replace(PORT, "-1")).expect("write config");
@@ -97,7 +99,7 @@ impl NatsServer {
     /// The port a listener reports in the log, e.g. `"Listening for route
     /// connections on "` for `cluster { listen: 127.0.0.1:-1 }`; waits
     /// (bounded) for the line.
-    pub fn logged_port(&self, listener: &str) -> u16 {
+    pub(crate) fn logged_port(&self, listener: &str) -> u16 {
         let mut port = None;
         let found = wait_until(Duration::from_secs(10), || {
             port = logged_port_in(&self.log(), listener);
@@ -154,52 +156,52 @@ impl NatsServer {
         }
     }
 
-    pub fn url(&self) -> String {
+    pub(crate) fn url(&self) -> String {
         format!("nats://127.0.0.1:{}", self.port)
     }
 
     /// Everything the server has logged, across restarts.
-    pub fn log(&self) -> String {
+    pub(crate) fn log(&self) -> String {
         (0..=self.restarts)
             .map(|i| read_log(&self.dir.path().join(format!("nats-server.{i}.log"))))
             .collect()
     }
 
     /// How often the server has logged `needle` so far.
-    pub fn count(&self, needle: &str) -> usize {
+    pub(crate) fn count(&self, needle: &str) -> usize {
         self.log().matches(needle).count()
     }
 
-    pub fn stop(&mut self) {
+    pub(crate) fn stop(&mut self) {
         if let Some(mut p) = self.proc.take() {
             p.terminate();
         }
     }
 
     /// Stops the server and starts it again on the same port and config.
-    pub fn restart(&mut self) {
+    pub(crate) fn restart(&mut self) {
         self.stop();
         self.restarts += 1;
         self.launch();
     }
 
     /// Restarts on the same port with another config.
-    pub fn reconfigure(&mut self, config: &str) {
+    pub(crate) fn reconfigure(&mut self, config: &str) {
         std::fs::write(self.dir.path().join("nats-server.conf"), config).expect("write config");
         self.restart();
     }
 
     /// The directory holding the config (and JetStream's store, if used).
-    pub fn dir(&self) -> &Path {
+    pub(crate) fn dir(&self) -> &Path {
         self.dir.path()
     }
 }
 
 /// How nats-server announces its client listener.
-pub const CLIENT_LISTENER: &str = "Listening for client connections on ";
+pub(crate) const CLIENT_LISTENER: &str = "Listening for client connections on ";
 
 /// Whether a failed start's log says its port was already taken.
-pub fn port_taken(log: &str) -> bool {
+pub(crate) fn port_taken(log: &str) -> bool {
     log.contains("address already in use")
 }
 
@@ -213,21 +215,24 @@ fn logged_port_in(log: &str, listener: &str) -> Option<u16> {
 
 /// Config-mode nats-server config delegating to the callout; listens on
 /// `port` (a number, or [`PORT`] for [`NatsServer::start_any_port`]).
-pub fn callout_server_config(
+pub(crate) fn callout_server_config(
     port: impl std::fmt::Display,
     issuer: &str,
     xkey: Option<&str>,
 ) -> String {
-    callout_server_config_with(port, issuer, xkey, false)
+    callout_server_config_with(port, issuer, xkey, false, false)
 }
 
 /// The same, with JetStream enabled for the APP account when `app_jetstream`
-/// (MQTT keeps its sessions in the target account's streams).
-pub fn callout_server_config_with(
+/// (MQTT keeps its sessions in the target account's streams), and for
+/// AUTH with a least-privilege system user `sys` (password `syspw`) when
+/// `revocation` (the revocation bucket and KICK/CONNZ).
+pub(crate) fn callout_server_config_with(
     port: impl std::fmt::Display,
     issuer: &str,
     xkey: Option<&str>,
     app_jetstream: bool,
+    revocation: bool,
 ) -> String {
     let xkey = xkey.map(|x| format!("xkey: {x}")).unwrap_or_default();
     let app = if app_jetstream {
@@ -235,20 +240,44 @@ pub fn callout_server_config_with(
     } else {
         ""
     };
+    let auth = if revocation {
+        "jetstream: enabled,"
+    } else {
+        ""
+    };
+    let quoted = |items: &[&str]| {
+        items
+            .iter()
+            .map(|s| format!("\"{s}\""))
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    let (sys, auth_users) = if revocation {
+        (
+            format!(
+                "users: [ {{ user: sys, password: syspw, permissions: {{ publish: [ {} ], subscribe: [ {} ] }} }} ]",
+                quoted(&SYSTEM_PUBLISH),
+                quoted(&SYSTEM_SUBSCRIBE)
+            ),
+            "auth, sys",
+        )
+    } else {
+        (String::new(), "auth")
+    };
     format!(
         r#"listen: 127.0.0.1:{port}
 accounts {{
-  AUTH {{ users: [ {{ user: auth, password: authpw }} ] }}
+  AUTH {{ {auth} users: [ {{ user: auth, password: authpw }} ] }}
   APP {{ {app} }}
   OTHER {{}}
-  SYS {{}}
+  SYS {{ {sys} }}
 }}
 system_account: SYS
 authorization {{
   timeout: 2
   auth_callout {{
     issuer: {issuer}
-    auth_users: [ auth ]
+    auth_users: [ {auth_users} ]
     account: AUTH
     {xkey}
   }}

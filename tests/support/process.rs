@@ -7,17 +7,36 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
 
-/// A port that was free a moment ago. Another process may take it before
-/// it is bound: prefer letting the server pick (`NatsServer::start_any_port`).
-pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .expect("bind 127.0.0.1:0")
-        .port()
+/// A port that was free a moment ago, for listeners whose port must be known
+/// before they start (cluster routes). Taken below the kernel's ephemeral
+/// range, so the local end of an outgoing connection (every client in a
+/// test) cannot take it before the server binds it; each call moves on, so
+/// tests in one binary never get the same port. Prefer letting the server
+/// pick (`NatsServer::start_any_port`) where the port can be read back.
+pub(crate) fn free_port() -> u16 {
+    use std::sync::atomic::{AtomicU16, Ordering};
+    const LOW: u16 = 20_000;
+    const SPAN: u16 = 12_000;
+    // A different start per test binary run: ports left in TIME_WAIT by the
+    // previous binary are not tried first.
+    static NEXT: AtomicU16 = AtomicU16::new(0);
+    let _ = NEXT.compare_exchange(
+        0,
+        1 + (std::process::id() % u32::from(SPAN)) as u16,
+        Ordering::Relaxed,
+        Ordering::Relaxed,
+    );
+    for _ in 0..SPAN {
+        let port = LOW + NEXT.fetch_add(1, Ordering::Relaxed) % SPAN;
+        if std::net::TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            return port;
+        }
+    }
+    panic!("no free port in 127.0.0.1:{LOW}..{}", LOW + SPAN);
 }
 
 /// Polls `cond` every 50 ms until it holds or `limit` passes.
-pub fn wait_until(limit: Duration, mut cond: impl FnMut() -> bool) -> bool {
+pub(crate) fn wait_until(limit: Duration, mut cond: impl FnMut() -> bool) -> bool {
     let deadline = Instant::now() + limit;
     loop {
         if cond() {
@@ -31,7 +50,7 @@ pub fn wait_until(limit: Duration, mut cond: impl FnMut() -> bool) -> bool {
 }
 
 /// Async twin of [`wait_until`], for conditions checked on the test runtime.
-pub async fn wait_until_async<F, Fut>(limit: Duration, mut cond: F) -> bool
+pub(crate) async fn wait_until_async<F, Fut>(limit: Duration, mut cond: F) -> bool
 where
     F: FnMut() -> Fut,
     Fut: std::future::Future<Output = bool>,
@@ -48,7 +67,7 @@ where
     }
 }
 
-pub fn read_log(path: &Path) -> String {
+pub(crate) fn read_log(path: &Path) -> String {
     let mut s = String::new();
     if let Ok(mut f) = File::open(path) {
         let _ = f.read_to_string(&mut s);
@@ -57,13 +76,13 @@ pub fn read_log(path: &Path) -> String {
 }
 
 /// A child process whose output goes to a log file; killed on drop.
-pub struct Proc {
-    pub child: Child,
-    pub log: PathBuf,
+pub(crate) struct Proc {
+    pub(crate) child: Child,
+    pub(crate) log: PathBuf,
 }
 
 impl Proc {
-    pub fn spawn(mut cmd: Command, log: PathBuf) -> Proc {
+    pub(crate) fn spawn(mut cmd: Command, log: PathBuf) -> Proc {
         let out = File::create(&log).expect("create log");
         let err = out.try_clone().expect("clone log handle");
         cmd.stdin(Stdio::null()).stdout(out).stderr(err);
@@ -73,14 +92,14 @@ impl Proc {
         Proc { child, log }
     }
 
-    pub fn signal(&self, sig: &str) {
+    pub(crate) fn signal(&self, sig: &str) {
         let _ = Command::new("kill")
             .args([sig, &self.child.id().to_string()])
             .status();
     }
 
     /// SIGTERM, then SIGKILL if it has not exited within 10 s.
-    pub fn terminate(&mut self) -> Option<ExitStatus> {
+    pub(crate) fn terminate(&mut self) -> Option<ExitStatus> {
         self.signal("-TERM");
         let deadline = Instant::now() + Duration::from_secs(10);
         while Instant::now() < deadline {
@@ -105,7 +124,7 @@ impl Drop for Proc {
 }
 
 /// Runs the CLI to completion.
-pub fn run_cli(args: &[&str]) -> std::process::Output {
+pub(crate) fn run_cli(args: &[&str]) -> std::process::Output {
     Command::new(env!("CARGO_BIN_EXE_nats-oidc-callout"))
         .args(args)
         .stdin(Stdio::null())
@@ -114,7 +133,7 @@ pub fn run_cli(args: &[&str]) -> std::process::Output {
 }
 
 /// Writes `contents` to `path` with mode 0600 (seeds, passwords).
-pub fn write_secret(path: &Path, contents: &str) {
+pub(crate) fn write_secret(path: &Path, contents: &str) {
     use std::os::unix::fs::OpenOptionsExt;
     let mut f = std::fs::OpenOptions::new()
         .write(true)

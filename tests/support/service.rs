@@ -68,25 +68,25 @@ impl tracing::field::Visit for Fields {
 /// The service in this process, on its own thread and multi-threaded
 /// runtime (so a test blocking its own thread cannot starve it). Its log
 /// and decisions are its own even with many instances in one process.
-pub struct Service {
+pub(crate) struct Service {
     log: SharedLog,
     decisions: Decisions,
     reload: tokio::sync::mpsc::Sender<()>,
     shutdown: Option<tokio::sync::oneshot::Sender<()>>,
     thread: Option<std::thread::JoinHandle<Result<(), String>>>,
     /// The bound `[http] listen` address, when configured.
-    pub http: Option<SocketAddr>,
+    pub(crate) http: Option<SocketAddr>,
 }
 
 impl Service {
     /// Starts an instance and waits until it listens for requests.
-    pub fn start(config: &Path) -> Service {
+    pub(crate) fn start(config: &Path) -> Service {
         Self::try_start(config).unwrap_or_else(|e| panic!("service did not start: {e}"))
     }
 
     /// Starts an instance; the error is why it stopped before it was ready,
     /// with its log.
-    pub fn try_start(config: &Path) -> Result<Service, String> {
+    pub(crate) fn try_start(config: &Path) -> Result<Service, String> {
         let config = Config::load(config).map_err(|e| e.to_string())?;
         let log = SharedLog::default();
         let decisions = Decisions::default();
@@ -149,27 +149,27 @@ impl Service {
     }
 
     /// Everything this instance logged.
-    pub fn log(&self) -> String {
+    pub(crate) fn log(&self) -> String {
         String::from_utf8_lossy(&self.log.0.lock().unwrap()).into_owned()
     }
 
     /// Every decision so far, as the audit event's fields.
-    pub fn decisions(&self) -> Vec<Map<String, Value>> {
+    pub(crate) fn decisions(&self) -> Vec<Map<String, Value>> {
         self.decisions.0.lock().unwrap().clone()
     }
 
     /// How many decisions there are so far.
-    pub fn decision_count(&self) -> usize {
+    pub(crate) fn decision_count(&self) -> usize {
         self.decisions.0.lock().unwrap().len()
     }
 
     /// Asks for a policy reload (what SIGHUP does to the binary).
-    pub fn reload(&self) {
+    pub(crate) fn reload(&self) {
         self.reload.try_send(()).expect("reload queued");
     }
 
     /// Stops it (draining) and waits, bounded; the error is the service's.
-    pub fn stop(&mut self) -> Result<(), String> {
+    pub(crate) fn stop(&mut self) -> Result<(), String> {
         if let Some(s) = self.shutdown.take() {
             let _ = s.send(());
         }
@@ -196,17 +196,17 @@ impl Drop for Service {
 }
 
 /// The service run as the real binary.
-pub struct ServiceProcess {
+pub(crate) struct ServiceProcess {
     proc: Option<Proc>,
     log: PathBuf,
 }
 
-pub const READY_LINE: &str = "ready: listening for authorization requests";
+pub(crate) const READY_LINE: &str = "ready: listening for authorization requests";
 
 impl ServiceProcess {
     /// Starts an instance; several may run on one config (HA), each with
     /// its own log next to the config.
-    pub fn start(config: &Path) -> ServiceProcess {
+    pub(crate) fn start(config: &Path) -> ServiceProcess {
         static INSTANCES: AtomicUsize = AtomicUsize::new(0);
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_nats-oidc-callout"));
         cmd.arg("serve").arg("--config").arg(config);
@@ -226,7 +226,7 @@ impl ServiceProcess {
 
     /// The address `[http] listen` bound (`127.0.0.1:0` picks a free port),
     /// from the line the service logs when it starts serving HTTP.
-    pub fn http_addr(&self) -> SocketAddr {
+    pub(crate) fn http_addr(&self) -> SocketAddr {
         let log = self.log();
         log.lines()
             .find(|l| l.contains("http: /metrics"))
@@ -236,12 +236,12 @@ impl ServiceProcess {
     }
 
     /// Everything this instance logged, also after it stopped.
-    pub fn log(&self) -> String {
+    pub(crate) fn log(&self) -> String {
         read_log(&self.log)
     }
 
     /// Resident set size in KiB, from /proc (None once it has stopped).
-    pub fn rss_kib(&self) -> Option<u64> {
+    pub(crate) fn rss_kib(&self) -> Option<u64> {
         let pid = self.proc.as_ref()?.child.id();
         let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
         status
@@ -250,14 +250,14 @@ impl ServiceProcess {
             .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
     }
 
-    pub fn signal(&self, sig: &str) {
+    pub(crate) fn signal(&self, sig: &str) {
         if let Some(p) = &self.proc {
             p.signal(sig);
         }
     }
 
     /// SIGKILL: a crash, with no drain.
-    pub fn kill(&mut self) {
+    pub(crate) fn kill(&mut self) {
         if let Some(mut p) = self.proc.take() {
             let _ = p.child.kill();
             let _ = p.child.wait();
@@ -265,7 +265,7 @@ impl ServiceProcess {
     }
 
     /// SIGTERM and wait; returns the exit status (None if it had to be killed).
-    pub fn stop(&mut self) -> Option<ExitStatus> {
+    pub(crate) fn stop(&mut self) -> Option<ExitStatus> {
         self.proc.take().and_then(|mut p| p.terminate())
     }
 }

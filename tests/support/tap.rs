@@ -11,13 +11,13 @@ use super::client::connect_user_pass;
 /// callout account's own user beside the service: a plain subscription
 /// outside the service's queue group that never answers. Requests must not
 /// be sealed (`xkey: false`).
-pub struct RequestTap {
+pub(crate) struct RequestTap {
     _client: async_nats::Client,
     requests: async_nats::Subscriber,
 }
 
 impl RequestTap {
-    pub async fn start(url: &str) -> RequestTap {
+    pub(crate) async fn start(url: &str) -> RequestTap {
         let client = connect_user_pass(url, "auth", "authpw")
             .await
             .expect("the callout account's own user connects")
@@ -35,7 +35,11 @@ impl RequestTap {
 
     /// The `nats` body of the next request for which `wanted` holds, within
     /// `limit`. The caller must not print `connect_opts`: it holds the token.
-    pub async fn next_where(&mut self, limit: Duration, wanted: impl Fn(&Value) -> bool) -> Value {
+    pub(crate) async fn next_where(
+        &mut self,
+        limit: Duration,
+        wanted: impl Fn(&Value) -> bool,
+    ) -> Value {
         use base64::Engine;
         let deadline = tokio::time::Instant::now() + limit;
         loop {
@@ -59,7 +63,7 @@ impl RequestTap {
     }
 
     /// A request body safe to print: credentials replaced by their length.
-    pub fn redacted(request: &Value) -> Value {
+    pub(crate) fn redacted(request: &Value) -> Value {
         let mut out = request.clone();
         if let Some(opts) = out["connect_opts"].as_object_mut() {
             for key in ["auth_token", "pass", "jwt", "sig"] {

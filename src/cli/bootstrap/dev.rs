@@ -21,7 +21,7 @@ pub(super) fn write_dev_issuer(dir: &Path) -> Result<(), String> {
     write_new(&dir.join("dev-jwks.json"), jwks.as_bytes(), 0o644)
 }
 
-pub fn dev_token(args: DevTokenArgs) -> ExitCode {
+pub(crate) fn dev_token(args: DevTokenArgs) -> ExitCode {
     match mint(&args) {
         Ok(t) => {
             println!("{t}");

@@ -12,7 +12,7 @@ use clap::{Args, ValueEnum};
 use rand::Rng;
 use serde_json::Value;
 
-pub use dev::dev_token;
+pub(crate) use dev::dev_token;
 
 use super::keygen::{write_new, write_secret};
 use crate::config::{ConfigBuilder, IssuerBuilder};
@@ -23,13 +23,13 @@ const DEV_ISSUER_URL: &str = "https://dev-issuer.nats-oidc-callout.invalid";
 const DEV_KEY_FILE: &str = "keys/dev-issuer.pem";
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
-pub enum Mode {
+pub(crate) enum Mode {
     Config,
     Operator,
 }
 
 #[derive(Args, Debug)]
-pub struct BootstrapArgs {
+pub(crate) struct BootstrapArgs {
     #[arg(long)]
     dir: PathBuf,
     #[arg(long, value_enum, default_value_t = Mode::Config)]
@@ -52,7 +52,7 @@ pub struct BootstrapArgs {
 }
 
 #[derive(Args, Debug)]
-pub struct DevTokenArgs {
+pub(crate) struct DevTokenArgs {
     #[arg(long)]
     dir: PathBuf,
     #[arg(long, default_value = "dev-user")]
@@ -81,7 +81,7 @@ fn parse_claim(s: &str) -> Result<(String, Value), String> {
     Ok((k.to_owned(), value))
 }
 
-pub fn run(args: BootstrapArgs) -> ExitCode {
+pub(crate) fn run(args: BootstrapArgs) -> ExitCode {
     if let Some(bad) = args.accounts.iter().find(|a| !is_account_name(a)) {
         return super::bad(format!("--accounts: {bad:?} is not a valid account name"));
     }

@@ -9,12 +9,13 @@ use crate::certificate::issue::{Issued, LocalCa, San, Usage};
 use crate::cli::keygen::{write_new, write_secret};
 
 /// SPIFFE ID of the example workload certificate.
-pub const WORKLOAD_SPIFFE_ID: &str = "spiffe://nats-oidc-callout.invalid/ns/default/sa/example";
+pub(crate) const WORKLOAD_SPIFFE_ID: &str =
+    "spiffe://nats-oidc-callout.invalid/ns/default/sa/example";
 /// Lifetime of the CA and of every certificate it issues here.
 const VALID_DAYS: i64 = 365;
 
 /// Where the files went, relative to the bootstrap directory.
-pub struct TlsSetup {
+pub(crate) struct TlsSetup {
     dir: PathBuf,
 }
 
@@ -28,7 +29,7 @@ const WORKLOAD: &str = "tls/workload.pem";
 const WORKLOAD_KEY: &str = "tls/workload-key.pem";
 
 /// Every file [`write`] creates.
-pub const FILES: [&str; 8] = [
+pub(crate) const FILES: [&str; 8] = [
     CA,
     CA_KEY,
     SERVER,
@@ -41,7 +42,7 @@ pub const FILES: [&str; 8] = [
 
 /// Creates the CA and the three certificates under `dir/tls/`; private keys
 /// get mode 0600 and no existing file is overwritten.
-pub fn write(dir: &Path) -> Result<TlsSetup, String> {
+pub(crate) fn write(dir: &Path) -> Result<TlsSetup, String> {
     let ca = LocalCa::generate("nats-oidc-callout local CA", VALID_DAYS)?;
     let loopback = [
         San::Dns("localhost".into()),
@@ -74,7 +75,7 @@ pub fn write(dir: &Path) -> Result<TlsSetup, String> {
 impl TlsSetup {
     /// The nats-server `tls` block. nats-server reads relative paths from
     /// its working directory, so these are absolute.
-    pub fn server_block(&self) -> String {
+    pub(crate) fn server_block(&self) -> String {
         let path = |p: &str| format!("{:?}", self.dir.join(p).display().to_string());
         format!(
             "# Every client, the callout service too, must present a certificate\n\
@@ -88,12 +89,12 @@ impl TlsSetup {
 
     /// The `tls` value of the service's `[nats]` and `[system]` tables
     /// (paths relative to the config file).
-    pub fn client_entry(&self) -> String {
+    pub(crate) fn client_entry(&self) -> String {
         format!("{{ ca_file = \"{CA}\", cert_file = \"{CALLOUT}\", key_file = \"{CALLOUT_KEY}\" }}")
     }
 
     /// How a workload connects, for the bootstrap summary.
-    pub fn summary(&self, port: u16) -> String {
+    pub(crate) fn summary(&self, port: u16) -> String {
         format!(
             "\n  TLS with client certificates (verify: true): every client needs one from {ca}\n  \
              example workload ({WORKLOAD_SPIFFE_ID}):\n    \
