@@ -75,7 +75,7 @@ async fn main() {
         let token = format!("opaque-{i}");
         active += usize::from(introspector.introspect(&token, keep).await.is_ok());
     }
-    let entries = introspector.cache_entries().await;
+    let entries = introspector.cache_entries();
     let (rss1, hwm1) = memory_kib("self");
     println!(
         "tokens {n} ({shape:?} answers), active {active}, calls {}, cache entries {entries}",

@@ -38,6 +38,9 @@ pub(crate) struct AuditEvent<'a> {
     expires_at: Option<i64>,
     /// Time to decide, in microseconds.
     duration_us: u64,
+    /// A failing source's denial, sent this much later (`[flood]`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    held_ms: Option<u64>,
 }
 
 impl<'a> AuditEvent<'a> {
@@ -60,6 +63,15 @@ impl<'a> AuditEvent<'a> {
             account: approval.map(|a| a.grant.account.as_str()),
             expires_at: approval.map(|a| a.expires_at),
             duration_us: took.as_micros().min(u64::MAX as u128) as u64,
+            held_ms: None,
+        }
+    }
+
+    /// The same event for a denial the tarpit held for `held`.
+    pub(crate) fn held(self, held: Option<Duration>) -> Self {
+        AuditEvent {
+            held_ms: held.map(|h| h.as_millis().min(u128::from(u64::MAX)) as u64),
+            ..self
         }
     }
 
@@ -81,6 +93,7 @@ impl<'a> AuditEvent<'a> {
             account = self.account,
             expires_at = self.expires_at,
             duration_us = self.duration_us,
+            held_ms = self.held_ms,
             "authorization decision"
         );
     }

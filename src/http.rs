@@ -12,6 +12,7 @@ use hyper_util::rt::TokioIo;
 
 use crate::callout::Callout;
 use crate::clock::now_unix;
+use crate::flood::Flood;
 use crate::introspection::Introspector;
 use crate::metrics::{Exposition, Metrics};
 use crate::revocation::Health;
@@ -24,6 +25,8 @@ pub(crate) struct State {
     pub(crate) metrics: Arc<Metrics>,
     /// The service's connection, for `/readyz`.
     pub(crate) nats: async_nats::Client,
+    /// The flood tracker, for its metrics.
+    pub(crate) flood: Arc<Flood>,
     /// Revocations and sessions, with `[system]`.
     pub(crate) live: Option<Arc<crate::live::Live>>,
 }
@@ -134,6 +137,7 @@ fn readiness(state: &State) -> (bool, String) {
 fn render(state: &State, cache_entries: u64) -> String {
     let mut out = Exposition::default();
     state.metrics.render_into(&mut out);
+    state.flood.render_into(&mut out);
     let issuers = state.callout.decider().issuers();
     let per_issuer = [
         (

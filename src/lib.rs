@@ -12,6 +12,8 @@ pub mod client;
 #[cfg(feature = "service")]
 pub mod audit;
 #[cfg(feature = "service")]
+pub mod cache;
+#[cfg(feature = "service")]
 pub mod callout;
 #[cfg(feature = "service")]
 pub mod certificate;
@@ -31,6 +33,8 @@ pub mod decision;
 pub mod doctor;
 #[cfg(feature = "service")]
 pub mod duration;
+#[cfg(feature = "service")]
+pub mod flood;
 #[cfg(feature = "service")]
 pub mod http;
 #[cfg(feature = "service")]

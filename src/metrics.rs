@@ -4,7 +4,7 @@
 use std::collections::BTreeMap;
 use std::fmt::Write;
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
-use std::sync::Mutex;
+use std::sync::{Mutex, RwLock};
 use std::time::Duration;
 
 /// Upper bounds (seconds) of the decision latency histogram.
@@ -15,10 +15,14 @@ const BUCKETS: [f64; 12] = [
 use crate::reason::{ReasonClass, ALLOWED};
 use crate::session::Cause;
 
+/// One count per denial class, and the last for allowed decisions.
+type Counts = [AtomicU64; ReasonClass::ALL.len() + 1];
+
 #[derive(Default)]
 pub struct Metrics {
-    /// (denial class or `None` for allowed, issuer) → count.
-    decisions: Mutex<BTreeMap<(Option<ReasonClass>, String), u64>>,
+    /// Decisions by issuer, then by result: counting one takes a shared
+    /// lock and an atomic add, and allocates only for a new issuer.
+    decisions: RwLock<BTreeMap<String, Box<Counts>>>,
     latency_buckets: [AtomicU64; BUCKETS.len()],
     latency_count: AtomicU64,
     latency_sum_nanos: AtomicU64,
@@ -31,12 +35,22 @@ pub struct Metrics {
 impl Metrics {
     /// Counts one decision: `denied` is its class, `None` when allowed.
     pub fn record_decision(&self, denied: Option<ReasonClass>, issuer: &str, took: Duration) {
-        *self
+        let slot = denied.map_or(ReasonClass::ALL.len(), |c| c as usize);
+        let counted = self
             .decisions
-            .lock()
+            .read()
             .expect("metrics lock")
-            .entry((denied, issuer.to_owned()))
-            .or_default() += 1;
+            .get(issuer)
+            .map(|counts| counts[slot].fetch_add(1, Ordering::Relaxed))
+            .is_some();
+        if !counted {
+            self.decisions
+                .write()
+                .expect("metrics lock")
+                .entry(issuer.to_owned())
+                .or_insert_with(|| Box::new(std::array::from_fn(|_| AtomicU64::new(0))))[slot]
+                .fetch_add(1, Ordering::Relaxed);
+        }
         let secs = took.as_secs_f64();
         for (i, bound) in BUCKETS.iter().enumerate() {
             if secs <= *bound {
@@ -83,20 +97,25 @@ impl Metrics {
             "counter",
             "Authorization decisions by result, reason class and issuer.",
         );
-        for ((denied, issuer), n) in self.decisions.lock().expect("metrics lock").iter() {
-            let (result, class) = match denied {
-                None => ("allow", ALLOWED),
-                Some(c) => ("deny", c.as_str()),
-            };
-            out.sample(
-                "nats_oidc_callout_decisions_total",
-                &[
-                    ("result", result),
-                    ("reason_class", class),
-                    ("issuer", issuer),
-                ],
-                *n as f64,
-            );
+        let results = ReasonClass::ALL
+            .iter()
+            .map(|c| ("deny", c.as_str()))
+            .chain([("allow", ALLOWED)]);
+        for (issuer, counts) in self.decisions.read().expect("metrics lock").iter() {
+            for ((result, class), n) in results.clone().zip(counts.iter()) {
+                let n = n.load(Ordering::Relaxed);
+                if n > 0 {
+                    out.sample(
+                        "nats_oidc_callout_decisions_total",
+                        &[
+                            ("result", result),
+                            ("reason_class", class),
+                            ("issuer", issuer),
+                        ],
+                        n as f64,
+                    );
+                }
+            }
         }
         let name = "nats_oidc_callout_decision_duration_seconds";
         out.header(
@@ -209,6 +228,32 @@ mod tests {
             text.contains("nats_oidc_callout_decision_duration_seconds_count 3"),
             "{text}"
         );
+    }
+
+    #[test]
+    fn every_result_is_counted_under_its_own_name() {
+        let m = Metrics::default();
+        for (i, c) in ReasonClass::ALL.iter().enumerate() {
+            for _ in 0..=i {
+                m.record_decision(Some(*c), "corp", Duration::ZERO);
+            }
+        }
+        m.record_decision(None, "other", Duration::ZERO);
+        let mut out = Exposition::default();
+        m.render_into(&mut out);
+        for (i, c) in ReasonClass::ALL.iter().enumerate() {
+            let line = format!(
+                "nats_oidc_callout_decisions_total{{result=\"deny\",reason_class=\"{c}\",issuer=\"corp\"}} {}\n",
+                i + 1
+            );
+            assert!(out.0.contains(&line), "{line} in\n{}", out.0);
+        }
+        assert!(out.0.contains(
+            "nats_oidc_callout_decisions_total{result=\"allow\",reason_class=\"ok\",issuer=\"other\"} 1\n"
+        ));
+        assert!(!out
+            .0
+            .contains("result=\"allow\",reason_class=\"ok\",issuer=\"corp\""));
     }
 
     #[test]

@@ -19,6 +19,7 @@ use crate::callout::{Callout, Reply, SetupError};
 use crate::config::Config;
 use crate::connect::{connect, ConnectError, Credentials, Persistence};
 use crate::decision::Reason;
+use crate::flood::Flood;
 use crate::live::Live;
 use crate::metrics::Metrics;
 use crate::protocol::{AUTH_SUBJECT, XKEY_HEADER};
@@ -176,12 +177,14 @@ async fn serve(
         .await
         .map_err(|e| ServiceError::Subscribe(e.to_string()))?;
 
+    let flood = Arc::new(Flood::new(config.flood.clone()));
     let http = match &config.http {
         None => None,
         Some(http) => {
             let state = Arc::new(crate::http::State {
                 callout: callout.clone(),
                 metrics: metrics.clone(),
+                flood: flood.clone(),
                 nats: client.clone(),
                 live: live.clone(),
             });
@@ -205,6 +208,7 @@ async fn serve(
         callout: callout.clone(),
         client: client.clone(),
         metrics,
+        flood: flood.clone(),
         deadline: config.nats.request_timeout,
         audit_subject: config.audit.subject.clone(),
         live,
@@ -227,6 +231,13 @@ async fn serve(
                     tracing::warn!("authorization request without a reply subject ignored");
                     continue;
                 };
+                // Finished tasks are reaped here, as requests come: waiting
+                // for each one would wake this loop once more per request.
+                while let Some(done) = tasks.try_join_next() {
+                    if let Err(e) = done {
+                        tracing::error!(error = %e, "authorization task failed; the server will time the client out");
+                    }
+                }
                 let handler = handler.clone();
                 match slots.clone().try_acquire_owned() {
                     Ok(permit) => {
@@ -237,11 +248,6 @@ async fn serve(
                     }
                     // Saturated: a prompt, reasoned denial beats a silent 2 s timeout.
                     Err(_) => handler.refuse(msg, reply_to, Reason::Saturated).await,
-                }
-            }
-            Some(done) = tasks.join_next(), if !tasks.is_empty() => {
-                if let Err(e) = done {
-                    tracing::error!(error = %e, "authorization task failed; the server will time the client out");
                 }
             }
             Some(()) = reload.recv() => reloader.reload(),
@@ -262,6 +268,7 @@ async fn serve(
     if drained.is_err() {
         tracing::warn!(abandoned = tasks.len(), "drain timed out");
     }
+    flood.release_all(DRAIN_TIMEOUT).await;
     if connected {
         let _ = tokio::time::timeout(DRAIN_TIMEOUT, client.flush()).await;
     }
@@ -281,6 +288,7 @@ struct Handler {
     callout: Arc<Callout>,
     client: async_nats::Client,
     metrics: Arc<Metrics>,
+    flood: Arc<Flood>,
     deadline: Duration,
     audit_subject: Option<String>,
     live: Option<Arc<Live>>,
@@ -318,12 +326,30 @@ impl Handler {
         self.metrics
             .record_decision(o.class(), o.issuer.as_deref().unwrap_or(""), took);
         let payload = std::mem::take(&mut reply.payload);
-        if let Err(e) = self.client.publish(reply_to, payload.into()).await {
-            tracing::warn!(error = %e, "could not publish authorization response");
-        } else if let Some(live) = &self.live {
-            live.record(&reply);
+        let send = publish(self.client.clone(), reply_to, payload);
+        // A failing source's denial waits in the tarpit, outside max_in_flight.
+        let held = match self.flood.hold(
+            &reply.client.host,
+            o.class(),
+            self.deadline.saturating_sub(took),
+            send,
+        ) {
+            Ok(hold) => Some(hold),
+            Err(send) => {
+                if send.await {
+                    if let Some(live) = &self.live {
+                        live.record(&reply);
+                    }
+                }
+                None
+            }
+        };
+        // The event is built only for a reader: the log at info, or NATS.
+        if self.audit_subject.is_none() && !tracing::enabled!(target: "audit", tracing::Level::INFO)
+        {
+            return;
         }
-        let event = AuditEvent::of(&reply, took);
+        let event = AuditEvent::of(&reply, took).held(held);
         event.log();
         if let Some(subject) = self.audit_subject.as_deref() {
             let json = serde_json::to_vec(&event).expect("audit event serializes");
@@ -332,6 +358,19 @@ impl Handler {
             }
         }
     }
+}
+
+/// Sends an answer; false when it could not be sent.
+async fn publish(
+    client: async_nats::Client,
+    reply_to: async_nats::Subject,
+    payload: Vec<u8>,
+) -> bool {
+    let sent = client.publish(reply_to, payload.into()).await;
+    if let Err(e) = &sent {
+        tracing::warn!(error = %e, "could not publish authorization response");
+    }
+    sent.is_ok()
 }
 
 fn server_xkey(msg: &async_nats::Message) -> Option<String> {

@@ -102,7 +102,7 @@ impl Callout {
         let certificate = match ClientCertificate::from_client_tls(req.client_tls.as_ref()) {
             Ok(c) => c.map(Arc::new),
             Err(e) => {
-                return self.answer(&opened, Outcome::denied(Reason::Certificate(e)), None, now)
+                return self.answer(opened, Outcome::denied(Reason::Certificate(e)), None, now)
             }
         };
         let facts = Request {
@@ -128,21 +128,21 @@ impl Callout {
             }
             (None, None) => Outcome::denied(TokenError::Missing),
         };
-        self.answer(&opened, outcome, certificate, now)
+        self.answer(opened, outcome, certificate, now)
     }
 
     /// Denies a request without deciding (overload, deadline), still with a
     /// reason the server logs.
     pub fn refuse(&self, payload: &[u8], server_xkey: Option<&str>, reason: Reason) -> Reply {
         match request::open(payload, server_xkey, self.signers.xkey.as_ref()) {
-            Ok(opened) => self.answer(&opened, Outcome::denied(reason), None, now_unix()),
+            Ok(opened) => self.answer(opened, Outcome::denied(reason), None, now_unix()),
             Err(reason) => unaddressable(reason),
         }
     }
 
     fn answer(
         &self,
-        opened: &request::Opened,
+        opened: request::Opened,
         outcome: Outcome,
         certificate: Option<Arc<ClientCertificate>>,
         now: i64,
@@ -157,16 +157,20 @@ impl Callout {
             Ok(approval) => Ok((approval, name.as_str())),
             Err(reason) => Err(reason.to_string()),
         };
+        let answered = answer::respond(&self.signers, req, opened.reply_key.as_ref(), result, now);
+        let conn_type = request::connection_type(req).to_owned();
+        // The request is done with: its facts move into the reply.
+        let req = opened.request.nats;
         let client = ClientFacts {
-            host: req.client_info.host.clone(),
-            name: req.client_info.name.clone(),
-            server_id: req.server_id.id.clone(),
+            host: req.client_info.host,
+            name: req.client_info.name,
+            server_id: req.server_id.id,
             cid: req.client_info.id,
-            user_nkey: req.user_nkey.clone(),
-            conn_type: request::connection_type(req).to_owned(),
+            user_nkey: req.user_nkey,
+            conn_type,
             certificate,
         };
-        match answer::respond(&self.signers, req, opened.reply_key.as_ref(), result, now) {
+        match answered {
             Ok(payload) => Reply {
                 payload,
                 outcome,

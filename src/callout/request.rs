@@ -17,15 +17,18 @@ pub(crate) const MAX_REQUEST_BYTES: usize = 512 * 1024;
 pub(crate) const REQUEST_EXPIRY_SLACK_SECS: i64 = 10;
 
 /// A request that can be answered: its claims, and the box to seal the
-/// answer with when it came sealed.
-pub(crate) struct Opened {
-    pub(crate) request: NatsClaims<AuthorizationRequest>,
-    pub(crate) reply_key: Option<ServerBox>,
+/// answer with when it came sealed. Public for the bench's ceiling
+/// responder, which opens requests exactly as the service does.
+pub struct Opened {
+    /// The decoded, checked request.
+    pub request: NatsClaims<AuthorizationRequest>,
+    /// The box to seal the answer with, when the request came sealed.
+    pub reply_key: Option<ServerBox>,
 }
 
 /// Opens, decodes and checks a request. The error is why it cannot be
 /// answered with a signed response (it then gets an empty denial).
-pub(crate) fn open(
+pub fn open(
     payload: &[u8],
     server_xkey: Option<&str>,
     xkey: Option<&Sealer>,

@@ -9,10 +9,10 @@ use std::time::Duration;
 use jsonwebtoken::Algorithm;
 use serde_spanned::Spanned;
 
-use super::file::{ConfigFile, IssuerFile, NatsFile, OneOrMany, SystemFile, TlsFile};
+use super::file::{ConfigFile, FloodFile, IssuerFile, NatsFile, OneOrMany, SystemFile, TlsFile};
 use super::{
-    AccountConfig, AuditConfig, Config, HttpConfig, IssuerConfig, NatsConfig, PolicyRef,
-    RevocationConfig, SigningConfig, SystemConfig, TlsConfig, TokenConfig, TokenSource,
+    AccountConfig, AuditConfig, Config, FloodConfig, HttpConfig, IssuerConfig, NatsConfig,
+    PolicyRef, RevocationConfig, SigningConfig, SystemConfig, TlsConfig, TokenConfig, TokenSource,
     DEFAULT_REVOCATION_BUCKET,
 };
 use crate::location::{LocatedError, Location};
@@ -269,6 +269,66 @@ impl Compiler<'_> {
         }
     }
 
+    /// `[flood]`: a hold must end before the request's own deadline, and
+    /// every table it keeps is bounded.
+    fn flood(&mut self, f: &FloodFile, request_timeout: Duration) -> FloodConfig {
+        let d = FloodConfig::default();
+        let failures = self.number(&f.failures, d.failures, 1..=1_000_000, "[flood] failures");
+        let window = self.duration(&f.window, d.window, |w| {
+            (w < Duration::from_secs(1) || w > Duration::from_secs(3600))
+                .then(|| "[flood] window is outside 1s..1h".to_owned())
+        });
+        let default_hold = if d.hold < request_timeout {
+            d.hold
+        } else {
+            request_timeout / 2
+        };
+        let hold = self.duration(&f.hold, default_hold, |h| {
+            (h >= request_timeout).then(|| {
+                format!(
+                    "[flood] hold {} must be below [nats] request_timeout {}, itself below the server's authorization timeout",
+                    humantime::format_duration(h),
+                    humantime::format_duration(request_timeout)
+                )
+            })
+        });
+        FloodConfig {
+            enabled: f.enabled.unwrap_or(d.enabled),
+            failures,
+            window,
+            hold,
+            max_held: self.number(&f.max_held, d.max_held, 1..=65_536, "[flood] max_held"),
+            max_sources: self.number(
+                &f.max_sources,
+                d.max_sources,
+                1..=10_000_000,
+                "[flood] max_sources",
+            ),
+        }
+    }
+
+    /// A number or its default; outside `range` it is an error.
+    fn number<T>(
+        &mut self,
+        value: &Option<Spanned<T>>,
+        default: T,
+        range: std::ops::RangeInclusive<T>,
+        what: &str,
+    ) -> T
+    where
+        T: Copy + PartialOrd + std::fmt::Display,
+    {
+        let Some(v) = value else { return default };
+        let n = *v.get_ref();
+        if !range.contains(&n) {
+            self.error(
+                v,
+                format!("{what} {n} is outside {}..{}", range.start(), range.end()),
+            );
+        }
+        n
+    }
+
     /// A duration or its default; `bad` says why a value is refused.
     pub(super) fn duration(
         &mut self,
@@ -388,6 +448,7 @@ pub(super) fn compile(path: &Path, source: &str) -> Result<Config, Vec<LocatedEr
         (d < Duration::from_millis(100))
             .then(|| "[policy] watch_interval below 100ms re-reads the file in a loop".to_owned())
     });
+    let flood = c.flood(&file.flood, nats.request_timeout);
     let config = Config {
         path: path.to_path_buf(),
         nats,
@@ -415,6 +476,7 @@ pub(super) fn compile(path: &Path, source: &str) -> Result<Config, Vec<LocatedEr
         audit: AuditConfig {
             subject: file.audit.subject.map(Spanned::into_inner),
         },
+        flood,
         system,
         revocation: RevocationConfig {
             bucket,

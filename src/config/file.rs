@@ -25,6 +25,8 @@ pub(super) struct ConfigFile {
     pub(super) http: Option<HttpFile>,
     #[serde(default)]
     pub(super) audit: AuditFile,
+    #[serde(default)]
+    pub(super) flood: FloodFile,
     pub(super) system: Option<Spanned<SystemFile>>,
     #[serde(default)]
     pub(super) revocation: RevocationFile,
@@ -165,4 +167,15 @@ pub(super) struct HttpFile {
 #[serde(deny_unknown_fields)]
 pub(super) struct AuditFile {
     pub(super) subject: Option<Spanned<String>>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub(super) struct FloodFile {
+    pub(super) enabled: Option<bool>,
+    pub(super) failures: Option<Spanned<u32>>,
+    pub(super) window: Option<Spanned<HumanDuration>>,
+    pub(super) hold: Option<Spanned<HumanDuration>>,
+    pub(super) max_held: Option<Spanned<usize>>,
+    pub(super) max_sources: Option<Spanned<usize>>,
 }

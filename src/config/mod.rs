@@ -14,6 +14,7 @@ use std::time::Duration;
 use jsonwebtoken::Algorithm;
 use serde::Deserialize;
 
+pub use crate::flood::FloodConfig;
 pub use builder::{ConfigBuilder, IssuerBuilder};
 pub use introspection::{Introspection, IntrospectionAuth, TokenType};
 
@@ -67,6 +68,8 @@ pub struct Config {
     pub http: Option<HttpConfig>,
     /// `[audit]`: where decisions are published besides the log.
     pub audit: AuditConfig,
+    /// Per-source failure tracking and the tarpit for failing sources.
+    pub flood: FloodConfig,
     /// A system-account user; without it, closing and listing live
     /// connections is off.
     pub system: Option<SystemConfig>,

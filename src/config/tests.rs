@@ -202,6 +202,51 @@ fn builder_quotes_what_it_writes() {
 }
 
 #[test]
+fn flood_defaults_are_on_and_below_the_request_timeout() {
+    let c = parse(&minimal().build()).unwrap();
+    assert!(c.flood.enabled);
+    assert_eq!(c.flood, crate::flood::FloodConfig::default());
+    assert!(c.flood.hold < c.nats.request_timeout);
+    // A short request_timeout shortens the default hold with it.
+    let c = parse(&minimal().nats_lines("request_timeout = \"600ms\"").build()).unwrap();
+    assert_eq!(c.flood.hold, Duration::from_millis(300));
+}
+
+#[test]
+fn flood_values_are_bounded_with_positions() {
+    for (line, needle) in [
+        ("failures = 0", "failures"),
+        ("window = \"100ms\"", "window"),
+        ("window = \"2h\"", "window"),
+        ("hold = \"1500ms\"", "below [nats] request_timeout"),
+        ("max_held = 0", "max_held"),
+        ("max_held = 100000", "max_held"),
+        ("max_sources = 0", "max_sources"),
+    ] {
+        let src = minimal().tables(&format!("[flood]\n{line}\n")).build();
+        let err = error_of(&src);
+        assert!(err.contains(needle), "{line}: {err}");
+        let at = format!("c.toml:{}:", line_of(&src, line));
+        assert!(err.starts_with(&at), "{line}: {err}");
+    }
+    let src = minimal()
+        .tables("[flood]\nenabled = false\nfailures = 5\nwindow = \"1m\"\nhold = \"1400ms\"\nmax_held = 10\nmax_sources = 50\n")
+        .build();
+    let f = parse(&src).unwrap().flood;
+    assert_eq!(
+        f,
+        crate::flood::FloodConfig {
+            enabled: false,
+            failures: 5,
+            window: Duration::from_secs(60),
+            hold: Duration::from_millis(1400),
+            max_held: 10,
+            max_sources: 50,
+        }
+    );
+}
+
+#[test]
 fn revocation_defaults_and_checks() {
     let c = parse(&minimal().build()).unwrap();
     assert_eq!(c.revocation.bucket, DEFAULT_REVOCATION_BUCKET);

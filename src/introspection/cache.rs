@@ -49,29 +49,16 @@ impl Entry {
         }
     }
 
-    fn ttl(&self) -> Duration {
+    /// How long the entry is served from when it is made.
+    pub fn ttl_ms(&self) -> u64 {
         let (Entry::Active { ttl_ms, .. } | Entry::Refused { ttl_ms, .. }) = self;
-        Duration::from_millis(u64::from(*ttl_ms))
+        u64::from(*ttl_ms)
     }
 }
 
 /// Whole milliseconds, at most `u32::MAX` (49 days).
 fn millis(d: Duration) -> u32 {
     u32::try_from(d.as_millis()).unwrap_or(u32::MAX)
-}
-
-/// Each entry lives for the time it was given when made.
-pub struct EntryExpiry;
-
-impl moka::Expiry<[u8; 32], Entry> for EntryExpiry {
-    fn expire_after_create(
-        &self,
-        _: &[u8; 32],
-        v: &Entry,
-        _: std::time::Instant,
-    ) -> Option<Duration> {
-        Some(v.ttl())
-    }
 }
 
 /// How long a positive answer is served: `introspection_cache`, cut to
@@ -144,13 +131,13 @@ mod tests {
             std::mem::size_of::<Entry>()
         );
         let e = Entry::active("{}".into(), None, Some(5), Duration::from_secs(90));
-        assert_eq!(e.ttl(), Duration::from_secs(90));
+        assert_eq!(e.ttl_ms(), 90_000);
         let Entry::Active { exp, nbf, .. } = e else {
             panic!("active")
         };
         assert_eq!((exp, nbf), (i64::MAX, 5));
         let e = Entry::refused(IntrospectionError::Inactive, Duration::from_secs(u64::MAX));
-        assert_eq!(e.ttl(), Duration::from_millis(u64::from(u32::MAX)));
+        assert_eq!(e.ttl_ms(), u64::from(u32::MAX));
     }
 
     #[test]

@@ -170,16 +170,8 @@ pub fn render_into(out: &mut Exposition, introspectors: &[&Introspector]) {
         out.sample(name, &[("issuer", i.name())], i.in_flight() as f64);
     }
     let name = "nats_oidc_callout_introspection_cache_entries";
-    out.header(
-        name,
-        "gauge",
-        "Introspection answers held in the cache (moka's estimate).",
-    );
+    out.header(name, "gauge", "Introspection answers held in the cache.");
     for i in introspectors {
-        out.sample(
-            name,
-            &[("issuer", i.name())],
-            i.cache_entries_estimate() as f64,
-        );
+        out.sample(name, &[("issuer", i.name())], i.cache_entries() as f64);
     }
 }

@@ -18,7 +18,7 @@ mod token_kind;
 mod upstream;
 
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 pub use assertion::AssertionKey;
 pub use client_auth::{ClientAuth, Credentials};
@@ -28,11 +28,12 @@ pub use metrics::{render_into, CallResult, Counters};
 pub use token_kind::{is_bearer_token, is_jwt};
 pub use upstream::{Endpoints, Failure, HttpUpstream, Upstream, MAX_RESPONSE_BYTES};
 
+use crate::cache::ClockCache;
 use crate::clock::now_unix;
 use crate::config::{Config, Introspection, IssuerConfig};
 use crate::issuer::{KeptClaims, VerifiedToken};
 use answer::{Active, Rules};
-use cache::{Entry, EntryExpiry};
+use cache::Entry;
 use limits::Gate;
 
 /// Introspection for one issuer: its IdP, its rules, its cache.
@@ -52,7 +53,9 @@ pub struct Introspector {
     /// The same upstream when it is the real one (endpoint lookup).
     http: Option<Arc<HttpUpstream>>,
     gate: Gate,
-    cache: moka::future::Cache<[u8; 32], Entry>,
+    /// Answers by key, on a monotonic clock in milliseconds from `epoch`.
+    cache: ClockCache<Entry, IntrospectionError>,
+    epoch: Instant,
     counters: Counters,
 }
 
@@ -99,10 +102,8 @@ impl Introspector {
             upstream,
             http: None,
             gate: Gate::new(settings.max_in_flight, settings.rate_limit),
-            cache: moka::future::Cache::builder()
-                .max_capacity(cache_size)
-                .expire_after(EntryExpiry)
-                .build(),
+            cache: ClockCache::new(cache_size),
+            epoch: Instant::now(),
             counters: Counters::default(),
         }
     }
@@ -149,17 +150,20 @@ impl Introspector {
             return Err(IntrospectionError::Malformed);
         }
         let key = cache::key(token, keep);
+        let now = self.now_ms();
         let mut called = false;
-        let entry = match self.cache.get(&key).await {
+        let entry = match self.cache.get(&key, now) {
             Some(hit) => hit,
-            None => self
-                .cache
-                .try_get_with(key, async {
-                    called = true;
-                    self.fetch(token, keep).await
-                })
-                .await
-                .map_err(|e| (*e).clone())?,
+            None => {
+                self.cache
+                    .get_or_fill(key, now, async {
+                        called = true;
+                        let entry = self.fetch(token, keep).await?;
+                        let until = self.now_ms().saturating_add(entry.ttl_ms());
+                        Ok((entry, until))
+                    })
+                    .await?
+            }
         };
         if !called {
             self.counters.hit(matches!(entry, Entry::Active { .. }));
@@ -180,14 +184,14 @@ impl Introspector {
         }
     }
 
-    /// Answers held in the cache, after moka's pending maintenance ran.
-    pub async fn cache_entries(&self) -> u64 {
-        self.cache.run_pending_tasks().await;
-        self.cache.entry_count()
+    /// Answers held in the cache, expired ones not yet evicted included.
+    pub fn cache_entries(&self) -> u64 {
+        self.cache.len() as u64
     }
 
-    fn cache_entries_estimate(&self) -> u64 {
-        self.cache.entry_count()
+    /// The cache's clock: milliseconds since this introspector was made.
+    fn now_ms(&self) -> u64 {
+        u64::try_from(self.epoch.elapsed().as_millis()).unwrap_or(u64::MAX)
     }
 
     fn in_flight(&self) -> usize {

@@ -2,9 +2,11 @@
 //! signature check. Entries hold only the claims the policy reads, are
 //! keyed by SHA-256 of the token (never the token itself), and are honoured
 //! only while the key that verified them is still published and fresh.
+//! They live until the token's `exp` (or `max_token_age`) in a
+//! [`ClockCache`], whose clock here is Unix time in milliseconds.
 
+use std::future::Future;
 use std::sync::Arc;
-use std::time::Duration;
 
 use serde_json::{Map, Value};
 use sha2::{Digest, Sha256};
@@ -12,9 +14,61 @@ use sha2::{Digest, Sha256};
 use super::jwks::KeyFingerprint;
 use super::token::{expiry, VerifiedToken};
 use super::{Issuer, KeptClaims, TokenError};
-use crate::clock::now_unix;
+use crate::cache::ClockCache;
+pub(super) use crate::cache::Key;
 
-pub(super) type Key = [u8; 32];
+/// Verified tokens by key, at most `capacity` of them.
+pub(super) struct Cache(ClockCache<Cached, TokenError>);
+
+impl Cache {
+    pub(super) fn new(capacity: u64) -> Self {
+        Self(ClockCache::new(capacity))
+    }
+
+    /// The cached token for `key`, if one may be served at `now` (Unix
+    /// seconds). An entry that ended is dropped; stale keys are an error,
+    /// as for a fresh check.
+    pub(super) fn get(&self, key: &Key, now: i64) -> Result<Option<VerifiedToken>, TokenError> {
+        let Some(cached) = self.0.get(key, millis(now)) else {
+            return Ok(None);
+        };
+        if cached.servable()? {
+            return Ok(Some(cached.token()));
+        }
+        self.0.remove(key);
+        Ok(None)
+    }
+
+    /// The entry for `key` from `verify`, run once for all who ask at the
+    /// same time; a success is cached, a failure only shared with them.
+    pub(super) async fn get_or_verify<F>(
+        &self,
+        key: Key,
+        now: i64,
+        verify: F,
+    ) -> Result<Cached, TokenError>
+    where
+        F: Future<Output = Result<Cached, TokenError>>,
+    {
+        self.0
+            .get_or_fill(key, millis(now), async {
+                let cached = verify.await?;
+                let until = millis(cached.until);
+                Ok((cached, until))
+            })
+            .await
+    }
+
+    /// Entries held, expired ones not yet evicted included.
+    pub(super) fn len(&self) -> usize {
+        self.0.len()
+    }
+}
+
+/// Unix seconds as the cache's clock; before 1970 is 0.
+fn millis(unix_secs: i64) -> u64 {
+    u64::try_from(unix_secs).unwrap_or(0).saturating_mul(1000)
+}
 
 /// A cache entry. Memory is what bounds the cache (100k entries by
 /// default), so it holds only the claims the policy reads, as JSON text:
@@ -26,7 +80,7 @@ pub(super) struct Cached {
     /// The kept claims, a JSON object.
     claims: Box<str>,
     /// Served until then (Unix seconds): see [`serve_until`].
-    expires_at: i64,
+    until: i64,
     key: KeyFingerprint,
 }
 
@@ -37,13 +91,13 @@ impl Cached {
         keep: KeptClaims,
         key: KeyFingerprint,
     ) -> Self {
-        let expires_at = serve_until(&issuer, &claims);
+        let until = serve_until(&issuer, &claims);
         let claims = kept(&issuer, claims, keep);
         Self {
             claims: serde_json::to_string(&claims)
                 .expect("claims serialize")
                 .into_boxed_str(),
-            expires_at,
+            until,
             issuer,
             key,
         }
@@ -60,14 +114,11 @@ impl Cached {
         token
     }
 
-    /// Whether a hit may be served: `Ok(false)` when the entry ended (its
-    /// time is up, or the IdP withdrew the key that verified it, so the
-    /// token must be checked again), an error when the issuer's keys went
-    /// stale, which bounds hits exactly as it bounds fresh checks.
-    pub(super) fn servable(&self, now: i64) -> Result<bool, TokenError> {
-        if self.expires_at <= now {
-            return Ok(false);
-        }
+    /// Whether a hit whose time is not up may be served: `Ok(false)` when
+    /// the IdP withdrew the key that verified it (the token must be checked
+    /// again), an error when the issuer's keys went stale, which bounds
+    /// hits exactly as it bounds fresh checks.
+    fn servable(&self) -> Result<bool, TokenError> {
         let Some(keys) = self.issuer.keys.current() else {
             return Ok(false);
         };
@@ -79,18 +130,6 @@ impl Cached {
             });
         }
         Ok(keys.holds(&self.key))
-    }
-}
-
-/// An entry lives until [`serve_until`]; a withdrawn key or stale keys end
-/// it earlier, when it is next read ([`Cached::servable`]).
-pub(super) struct CacheExpiry;
-
-impl moka::Expiry<Key, Cached> for CacheExpiry {
-    fn expire_after_create(&self, _: &Key, v: &Cached, _: std::time::Instant) -> Option<Duration> {
-        Some(Duration::from_secs(
-            (v.expires_at - now_unix()).max(0) as u64
-        ))
     }
 }
 

@@ -33,6 +33,7 @@ pub struct Issuer {
     pub keys: KeyStore,
     /// Signatures actually checked (cache misses that got that far).
     signature_checks: AtomicU64,
+    validations: Vec<(jsonwebtoken::Algorithm, jsonwebtoken::Validation)>,
 }
 
 /// All configured issuers, looked up by the token's exact `iss`.
@@ -41,7 +42,7 @@ pub struct Issuers {
     max_token_bytes: usize,
     /// Verified tokens by SHA-256 of the token and the kept claim paths, so
     /// a policy never gets an entry cut down for another policy's paths.
-    cache: moka::future::Cache<cache::Key, cache::Cached>,
+    cache: cache::Cache,
     cache_hits: AtomicU64,
 }
 
@@ -79,15 +80,13 @@ impl Issuers {
                 config: c.clone(),
                 keys: KeyStore::new(source, c.jwks_min_refetch, c.allow_insecure_http),
                 signature_checks: AtomicU64::new(0),
+                validations: Issuer::validations(c),
             }));
         }
         Ok(Self {
             list,
             max_token_bytes: config.token.max_token_bytes,
-            cache: moka::future::Cache::builder()
-                .max_capacity(config.token.cache_size)
-                .expire_after(cache::CacheExpiry)
-                .build(),
+            cache: cache::Cache::new(config.token.cache_size),
             cache_hits: AtomicU64::new(0),
         })
     }
@@ -170,16 +169,14 @@ impl Issuers {
             return Err(TokenError::TooLarge(self.max_token_bytes));
         }
         let key = cache::cache_key(token, keep);
-        if let Some(hit) = self.cache.get(&key).await {
-            if hit.servable(now_unix())? {
-                self.cache_hits.fetch_add(1, Ordering::Relaxed);
-                return Ok(Arc::new(hit.token()));
-            }
-            self.cache.invalidate(&key).await;
+        let now = now_unix();
+        if let Some(hit) = self.cache.get(&key, now)? {
+            self.cache_hits.fetch_add(1, Ordering::Relaxed);
+            return Ok(Arc::new(hit));
         }
         let entry = self
             .cache
-            .try_get_with(key, async {
+            .get_or_verify(key, now, async {
                 let header = header::read(token)?;
                 let issuer = self
                     .by_iss(&header.iss)
@@ -195,16 +192,13 @@ impl Issuers {
                     fingerprint,
                 ))
             })
-            .await
-            .map_err(|e| (*e).clone())?;
+            .await?;
         Ok(Arc::new(entry.token()))
     }
 
-    /// Verified tokens held in the cache, after moka's pending maintenance
-    /// ran, so the count is exact rather than moka's lagging estimate.
+    /// Verified tokens held in the cache.
     pub async fn cache_entries(&self) -> u64 {
-        self.cache.run_pending_tasks().await;
-        self.cache.entry_count()
+        self.cache.len() as u64
     }
 
     /// Tokens served from the cache without a signature check.

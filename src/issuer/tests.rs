@@ -255,14 +255,16 @@ async fn a_cached_entry_ends_at_its_tokens_exp() {
     let issuer = f.issuers.by_iss(ISS).unwrap().clone();
     let exp = now_unix() + 100;
     let c = with(claims(), "exp", json!(exp));
-    let key = issuer.keys.current().unwrap();
-    let fp = key
+    let keys = issuer.keys.current().unwrap();
+    let fp = keys
         .select(Some(&f.rsa.kid), Algorithm::RS256)
         .unwrap()
         .fingerprint;
     let entry = cache::Cached::new(issuer, c.as_object().unwrap().clone(), None, fp);
-    assert_eq!(entry.servable(exp - 1), Ok(true));
-    assert_eq!(entry.servable(exp), Ok(false));
+    let cache = cache::Cache::new(10);
+    put(&cache, key(0), entry, exp - 100).await;
+    assert!(subject(&cache, &key(0), exp - 1).is_some());
+    assert_eq!(subject(&cache, &key(0), exp), None);
 }
 
 /// A key the IdP removes from its JWKS ends, at that refresh, every cached
@@ -437,8 +439,10 @@ async fn a_cached_entry_ends_at_its_tokens_max_age() {
         .unwrap()
         .fingerprint;
     let entry = cache::Cached::new(issuer, c.as_object().unwrap().clone(), None, fp);
-    assert_eq!(entry.servable(iat + 1), Ok(true));
-    assert_eq!(entry.servable(iat + 2), Ok(false));
+    let cache = cache::Cache::new(10);
+    put(&cache, key(0), entry, iat).await;
+    assert!(subject(&cache, &key(0), iat + 1).is_some());
+    assert_eq!(subject(&cache, &key(0), iat + 2), None);
 }
 
 #[tokio::test]
@@ -553,4 +557,164 @@ async fn cached_tokens_keep_only_the_claims_a_policy_reads() {
     assert_eq!(v.claims, *c.as_object().unwrap());
     assert_eq!(f.issuers.signature_checks(), 3);
     assert_eq!(f.issuers.cache_entries().await, 3, "one entry per kept set");
+}
+
+/// An entry for `sub`, verified by the fixture's RSA key, ending at `exp`.
+async fn entry(f: &Fixture, sub: &str, exp: i64) -> cache::Cached {
+    f.issuers.load_all().await;
+    let issuer = f.issuers.by_iss(ISS).unwrap().clone();
+    let fp = issuer
+        .keys
+        .current()
+        .unwrap()
+        .select(Some(&f.rsa.kid), Algorithm::RS256)
+        .unwrap()
+        .fingerprint;
+    let c = with(with(claims(), "sub", json!(sub)), "exp", json!(exp));
+    cache::Cached::new(issuer, c.as_object().unwrap().clone(), None, fp)
+}
+
+fn key(i: u8) -> cache::Key {
+    let mut k = [0; 32];
+    k[1] = i;
+    k
+}
+
+async fn put(c: &cache::Cache, k: cache::Key, e: cache::Cached, now: i64) {
+    let got = c.get_or_verify(k, now, async { Ok(e) }).await;
+    assert!(got.is_ok());
+}
+
+fn subject(c: &cache::Cache, k: &cache::Key, now: i64) -> Option<String> {
+    c.get(k, now).unwrap().map(|t| t.subject)
+}
+
+#[tokio::test]
+async fn the_cache_holds_at_most_its_capacity_and_keeps_what_is_read() {
+    let f = fixture(&[], "");
+    let now = now_unix();
+    let c = cache::Cache::new(3);
+    for i in 0..3 {
+        put(
+            &c,
+            key(i),
+            entry(&f, &format!("u{i}"), now + 300).await,
+            now,
+        )
+        .await;
+    }
+    assert_eq!(c.len(), 3);
+    // u1 is read, so a newcomer takes the place of one not read since.
+    assert_eq!(subject(&c, &key(1), now).as_deref(), Some("u1"));
+    put(&c, key(3), entry(&f, "u3", now + 300).await, now).await;
+    assert_eq!(c.len(), 3);
+    assert_eq!(subject(&c, &key(1), now).as_deref(), Some("u1"));
+    assert_eq!(subject(&c, &key(3), now).as_deref(), Some("u3"));
+    let left = (0..3u8)
+        .filter(|i| subject(&c, &key(*i), now).is_some())
+        .count();
+    assert_eq!(left, 2, "exactly one entry made room");
+    // Inserting a held key again replaces it, it does not grow the cache.
+    put(&c, key(3), entry(&f, "u3b", now + 300).await, now).await;
+    assert_eq!(c.len(), 3);
+    assert_eq!(subject(&c, &key(3), now).as_deref(), Some("u3b"));
+}
+
+#[tokio::test]
+async fn an_expired_entry_makes_room_first_and_is_never_served() {
+    let f = fixture(&[], "");
+    let now = now_unix();
+    let c = cache::Cache::new(2);
+    put(&c, key(0), entry(&f, "short", now + 10).await, now).await;
+    put(&c, key(1), entry(&f, "long", now + 300).await, now).await;
+    // Both read: only the expiry tells them apart.
+    assert!(subject(&c, &key(0), now).is_some());
+    assert!(subject(&c, &key(1), now).is_some());
+    let later = now + 20;
+    put(&c, key(2), entry(&f, "new", now + 300).await, later).await;
+    assert_eq!(subject(&c, &key(0), later), None);
+    assert_eq!(subject(&c, &key(1), later).as_deref(), Some("long"));
+    // An ended entry read is dropped, not served.
+    let c = cache::Cache::new(2);
+    put(&c, key(0), entry(&f, "short", now + 10).await, now).await;
+    assert_eq!(subject(&c, &key(0), later), None);
+    assert_eq!(c.len(), 0);
+}
+
+#[tokio::test]
+async fn a_cache_of_size_zero_holds_nothing() {
+    let f = fixture(&[], "");
+    let now = now_unix();
+    let c = cache::Cache::new(0);
+    put(&c, key(0), entry(&f, "u0", now + 300).await, now).await;
+    assert_eq!(c.len(), 0);
+    assert_eq!(subject(&c, &key(0), now), None);
+}
+
+#[tokio::test]
+async fn a_large_cache_is_bounded_in_all_its_shards() {
+    let f = fixture(&[], "");
+    let now = now_unix();
+    let c = cache::Cache::new(1024);
+    let e = entry(&f, "u", now + 300).await;
+    for i in 0..3000u32 {
+        let mut k = [0; 32];
+        k[..4].copy_from_slice(&i.to_le_bytes());
+        k[4..8].copy_from_slice(&i.wrapping_mul(2_654_435_761).to_le_bytes());
+        put(&c, k, e.clone(), now).await;
+        assert!(c.len() <= 1024);
+    }
+    assert_eq!(c.len(), 1024);
+}
+
+#[tokio::test]
+async fn concurrent_misses_verify_once_and_a_failure_is_not_kept() {
+    let f = fixture(&[], "");
+    let now = now_unix();
+    let c = cache::Cache::new(10);
+    let e = entry(&f, "u", now + 300).await;
+    let runs = std::sync::atomic::AtomicUsize::new(0);
+    let (open, gate) = tokio::sync::watch::channel(false);
+    let verify = || {
+        let (e, mut gate, runs) = (e.clone(), gate.clone(), &runs);
+        async move {
+            runs.fetch_add(1, Ordering::SeqCst);
+            // All callers are waiting before the first one finishes.
+            let _ = gate.wait_for(|open| *open).await;
+            Ok(e)
+        }
+    };
+    let callers = futures::future::join_all((0..5).map(|_| c.get_or_verify(key(0), now, verify())));
+    let release = async {
+        tokio::task::yield_now().await;
+        open.send_replace(true);
+    };
+    let (results, ()) = tokio::join!(callers, release);
+    assert!(results.iter().all(Result::is_ok));
+    assert_eq!(runs.load(Ordering::SeqCst), 1);
+    assert_eq!(c.len(), 1);
+
+    let failed = c
+        .get_or_verify(key(1), now, async { Err(TokenError::BadSignature) })
+        .await;
+    assert_eq!(failed.err(), Some(TokenError::BadSignature));
+    assert_eq!(c.len(), 1, "a failure is never cached");
+}
+
+#[tokio::test]
+async fn a_caller_that_gives_up_leaves_nothing_running() {
+    let f = fixture(&[], "");
+    let now = now_unix();
+    let c = cache::Cache::new(10);
+    // A verification that never ends, abandoned at a deadline.
+    let hung = c.get_or_verify(key(0), now, std::future::pending());
+    assert!(
+        tokio::time::timeout(std::time::Duration::from_millis(10), hung)
+            .await
+            .is_err()
+    );
+    // The next caller verifies afresh rather than waiting on the dead one.
+    let e = entry(&f, "u", now + 300).await;
+    assert!(c.get_or_verify(key(0), now, async { Ok(e) }).await.is_ok());
+    assert_eq!(subject(&c, &key(0), now).as_deref(), Some("u"));
 }

@@ -5,7 +5,7 @@
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
-use jsonwebtoken::Validation;
+use jsonwebtoken::{Algorithm, Validation};
 use serde_json::{Map, Value};
 
 use super::error::from_jwt_error;
@@ -14,6 +14,7 @@ use super::jwks::{KeyFingerprint, KeySet, NoKey};
 use super::{Issuer, TokenError};
 use crate::claims::lookup;
 use crate::clock::now_unix;
+use crate::config::IssuerConfig;
 
 impl Issuer {
     /// Verifies `token`, whose header and `iss` were read as `header` and
@@ -77,17 +78,16 @@ impl Issuer {
             Err(e) => return Err(no_key(e)),
         };
 
-        let mut validation = Validation::new(header.alg);
-        validation.leeway = self.config.leeway.as_secs();
-        validation.set_audience(&self.config.audience.to_vec());
-        validation.set_issuer(&[&self.config.issuer]);
-        validation.set_required_spec_claims(&["exp", "iss", "aud"]);
-        if self.config.max_token_age.is_some() {
-            validation.required_spec_claims.insert("iat".to_owned());
-        }
-        validation.validate_nbf = true;
+        let validation = self
+            .validations
+            .iter()
+            .find_map(|(alg, v)| (*alg == header.alg).then_some(v))
+            .ok_or_else(|| TokenError::AlgNotAllowed {
+                alg: truncate(&header.alg_name),
+                issuer: name.clone(),
+            })?;
         self.signature_checks.fetch_add(1, Ordering::Relaxed);
-        let claims = jsonwebtoken::decode::<Map<String, Value>>(token, &entry.key, &validation)
+        let claims = jsonwebtoken::decode::<Map<String, Value>>(token, &entry.key, validation)
             .map_err(|e| from_jwt_error(e.into_kind()))?
             .claims;
         if let Some(missing) = self
@@ -109,6 +109,28 @@ impl Issuer {
             }
         }
         Ok((claims, entry.fingerprint))
+    }
+
+    /// What jsonwebtoken checks of a token signed with `alg`, built once:
+    /// one per allowed algorithm, since it refuses a set that mixes key
+    /// types.
+    pub(super) fn validations(config: &IssuerConfig) -> Vec<(Algorithm, Validation)> {
+        config
+            .algorithms
+            .iter()
+            .map(|alg| {
+                let mut v = Validation::new(*alg);
+                v.leeway = config.leeway.as_secs();
+                v.set_audience(&config.audience);
+                v.set_issuer(&[&config.issuer]);
+                v.set_required_spec_claims(&["exp", "iss", "aud"]);
+                if config.max_token_age.is_some() {
+                    v.required_spec_claims.insert("iat".to_owned());
+                }
+                v.validate_nbf = true;
+                (*alg, v)
+            })
+            .collect()
     }
 
     /// A refetch for an unknown `kid` that runs to its own fetch timeout

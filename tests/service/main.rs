@@ -10,6 +10,7 @@ mod callout;
 mod certificates;
 mod doctor;
 mod faults;
+mod flood;
 mod harness_smoke;
 mod operations;
 mod operator;

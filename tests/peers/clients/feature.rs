@@ -41,7 +41,6 @@ fn the_client_feature_builds_without_the_service_dependencies() {
         "aws-lc-rs",
         "aws-lc-sys",
         "jsonwebtoken",
-        "moka",
         "chrono",
         "clap",
         "tracing-subscriber",
