@@ -16,7 +16,9 @@ use serde_json::Value;
 
 fn policy() -> &'static Policy {
     static POLICY_: OnceLock<Policy> = OnceLock::new();
-    POLICY_.get_or_init(|| Policy::parse(Path::new("policy.toml"), POLICY, &Known::default()).expect("policy"))
+    POLICY_.get_or_init(|| {
+        Policy::parse(Path::new("policy.toml"), POLICY, &Known::default()).expect("policy")
+    })
 }
 
 fn decide(t: &VerifiedToken) -> String {

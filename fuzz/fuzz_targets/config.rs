@@ -15,9 +15,13 @@ fuzz_target!(|data: &[u8]| {
             // Every error names its place: file:line:column.
             for line in text.lines() {
                 let place = line.strip_prefix("/fuzz/callout.toml:");
-                let numbers: Vec<&str> = place.map_or(vec![], |p| p.splitn(3, ':').take(2).collect());
+                let numbers: Vec<&str> =
+                    place.map_or(vec![], |p| p.splitn(3, ':').take(2).collect());
                 assert!(
-                    numbers.len() == 2 && numbers.iter().all(|n| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit())),
+                    numbers.len() == 2
+                        && numbers
+                            .iter()
+                            .all(|n| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit())),
                     "an error without a place: {line:?}"
                 );
             }

@@ -29,7 +29,12 @@ fn listed_for(doc: &serde_json::Value, kid: Option<&str>, alg: Algorithm) -> boo
     let family = |k: &serde_json::Value| match (k["kty"].as_str(), k["crv"].as_str()) {
         (Some("RSA"), _) => matches!(
             alg,
-            Algorithm::RS256 | Algorithm::RS384 | Algorithm::RS512 | Algorithm::PS256 | Algorithm::PS384 | Algorithm::PS512
+            Algorithm::RS256
+                | Algorithm::RS384
+                | Algorithm::RS512
+                | Algorithm::PS256
+                | Algorithm::PS384
+                | Algorithm::PS512
         ),
         (Some("EC"), Some("P-256")) => alg == Algorithm::ES256,
         (Some("EC"), Some("P-384")) => alg == Algorithm::ES384,
@@ -39,10 +44,13 @@ fn listed_for(doc: &serde_json::Value, kid: Option<&str>, alg: Algorithm) -> boo
     keys.iter().any(|k| {
         k.get("kid").and_then(|v| v.as_str()) == kid
             && family(k)
-            && k.get("alg").is_none_or(|a| a.as_str() == Some(&format!("{alg:?}")))
+            && k.get("alg")
+                .is_none_or(|a| a.as_str() == Some(&format!("{alg:?}")))
             && k.get("use").is_none_or(|u| u == "sig")
-            && k.get("key_ops")
-                .is_none_or(|ops| ops.as_array().is_some_and(|o| o.iter().any(|x| x == "verify")))
+            && k.get("key_ops").is_none_or(|ops| {
+                ops.as_array()
+                    .is_some_and(|o| o.iter().any(|x| x == "verify"))
+            })
     })
 }
 

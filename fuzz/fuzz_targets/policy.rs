@@ -8,8 +8,8 @@ use std::path::Path;
 use libfuzzer_sys::fuzz_target;
 use nats_oidc_callout::claims::scopes;
 use nats_oidc_callout::policy::{Connection, Identity, Known, Policy};
-use nats_oidc_callout::subject::validate_subject;
 use nats_oidc_callout::protocol::Permission;
+use nats_oidc_callout::subject::validate_subject;
 use nats_oidc_callout_fuzz::split;
 use serde_json::Value;
 

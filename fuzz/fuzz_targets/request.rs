@@ -41,7 +41,11 @@ fuzz_target!(|data: &[u8]| {
         let jwt = String::from_utf8(jwt).expect("a response is text");
         let resp = decode::<AuthorizationResponse>(&jwt, nkeys::KeyPairType::Account)
             .expect("the response decodes and verifies");
-        assert_eq!(resp.data.aud, w.server.public_key(), "response for another server");
+        assert_eq!(
+            resp.data.aud,
+            w.server.public_key(),
+            "response for another server"
+        );
         // The user key as the fuzzer's request names it, read here rather
         // than taken from what the service parsed.
         let asked: serde_json::Value =
@@ -51,8 +55,11 @@ fuzz_target!(|data: &[u8]| {
             .expect("a granted request names a user key");
         assert_eq!(reply.client.user_nkey, user_key, "audited another user key");
         assert_eq!(resp.data.sub, user_key, "response for another user");
-        let user = decode::<User>(resp.nats.jwt.as_deref().expect("a grant holds a user"), nkeys::KeyPairType::Account)
-            .expect("the user JWT decodes and verifies");
+        let user = decode::<User>(
+            resp.nats.jwt.as_deref().expect("a grant holds a user"),
+            nkeys::KeyPairType::Account,
+        )
+        .expect("the user JWT decodes and verifies");
         assert_eq!(user.data.sub, user_key, "user JWT for another key");
     }
 });

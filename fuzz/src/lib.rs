@@ -169,7 +169,9 @@ impl World {
     /// Opens a response the service sealed for the server.
     pub fn opened_by_server(&self, payload: &[u8]) -> Vec<u8> {
         let from = XKey::from_public_key(&self.service_xkey.public_key()).expect("xkey");
-        self.server_xkey.open(payload, &from).expect("a sealed response opens")
+        self.server_xkey
+            .open(payload, &from)
+            .expect("a sealed response opens")
     }
 
     /// Seals `jwt` as the server does for a service with an xkey.
