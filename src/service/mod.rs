@@ -4,13 +4,14 @@
 //! are handed in (the CLI wires them to signals, tests to channels), and
 //! readiness can be awaited.
 
+mod reload;
+
 use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use futures::StreamExt;
-use sha2::{Digest, Sha256};
 use tokio::sync::{mpsc, watch, Semaphore};
 use tokio::task::{JoinHandle, JoinSet};
 
@@ -25,6 +26,7 @@ use crate::metrics::Metrics;
 use crate::protocol::{AUTH_SUBJECT, XKEY_HEADER};
 use crate::revocation::RevocationSet;
 use crate::system::SystemError;
+use reload::{watch_policy, Reloader};
 
 /// How long a shutdown waits for in-flight requests.
 const DRAIN_TIMEOUT: Duration = Duration::from_secs(5);
@@ -378,52 +380,6 @@ fn server_xkey(msg: &async_nats::Message) -> Option<String> {
         .as_ref()
         .and_then(|h| h.get(XKEY_HEADER))
         .map(|v| v.as_str().to_owned())
-}
-
-/// Reloads the policy (on a reload request or a file change) and has the
-/// live sessions re-evaluated under the new one.
-struct Reloader {
-    config: Config,
-    callout: Arc<Callout>,
-    live: Option<Arc<Live>>,
-}
-
-impl Reloader {
-    fn reload(&self) {
-        let path = self.config.resolve(&self.config.policy.file);
-        match self.callout.decider().reload_policy(&path) {
-            Ok(p) => {
-                for w in p.warnings() {
-                    tracing::warn!(warning = %w, "policy warning");
-                }
-                tracing::info!(rules = p.rule_count(), "policy reloaded");
-                if let Some(live) = &self.live {
-                    live.policy_reloaded(self.callout.clone(), p);
-                }
-            }
-            Err(e) => {
-                tracing::error!(error = %e, "policy reload failed; keeping the previous policy")
-            }
-        }
-    }
-}
-
-/// Reloads the policy when its content changes. Content, not mtime: editors
-/// and Kubernetes ConfigMap updates (symlink swaps) both change it.
-async fn watch_policy(reloader: Arc<Reloader>) {
-    let path = reloader.config.resolve(&reloader.config.policy.file);
-    let every: Duration = reloader.config.policy.watch_interval;
-    let digest = |p: &std::path::Path| std::fs::read(p).ok().map(Sha256::digest);
-    let mut last = digest(&path);
-    loop {
-        tokio::time::sleep(every).await;
-        let now = digest(&path);
-        if now.is_some() && now != last {
-            last = now;
-            tracing::info!(file = %path.display(), "policy file changed");
-            reloader.reload();
-        }
-    }
 }
 
 async fn log_startup(config: &Config, callout: &Callout) {
