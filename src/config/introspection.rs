@@ -291,7 +291,7 @@ impl Compiler<'_> {
                     );
                 };
                 let alg = i.introspection_private_key_alg;
-                if alg.is_some_and(|a| super::compile::is_hmac(&a)) {
+                if alg.is_some_and(|a| super::issuer::is_hmac(&a)) {
                     return fail(
                         self,
                         "introspection_private_key_alg must be a public-key algorithm",

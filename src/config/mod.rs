@@ -7,6 +7,7 @@ mod builder;
 mod compile;
 mod file;
 mod introspection;
+mod issuer;
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
