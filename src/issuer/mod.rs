@@ -216,4 +216,6 @@ impl Issuers {
 }
 
 #[cfg(test)]
+mod cache_tests;
+#[cfg(test)]
 mod tests;
