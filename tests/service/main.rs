@@ -12,6 +12,7 @@ mod doctor;
 mod faults;
 mod flood;
 mod harness_smoke;
+mod idp_keys;
 mod operations;
 mod operator;
 mod policies;

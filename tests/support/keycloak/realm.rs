@@ -32,7 +32,11 @@ impl Realm {
         format!("{}/protocol/openid-connect/token", self.issuer())
     }
 
-    pub(super) async fn admin(&self, method: reqwest::Method, path: &str) -> reqwest::RequestBuilder {
+    pub(super) async fn admin(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+    ) -> reqwest::RequestBuilder {
         let cached = self
             .admin_token
             .lock()
