@@ -8,7 +8,8 @@ mod store;
 use std::path::PathBuf;
 
 pub use keyset::{KeyFingerprint, KeySet, NoKey};
-pub use store::{check_url, jwks_uri_from_discovery, KeySource, KeyStore, MAX_DOCUMENT_BYTES};
+pub use store::jwks_uri_from_discovery;
+pub(crate) use store::{check_url, KeySource, KeyStore};
 
 #[derive(Debug, Clone, thiserror::Error, PartialEq, Eq)]
 pub enum JwksError {
