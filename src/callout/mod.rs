@@ -35,22 +35,27 @@ pub struct Reply {
     pub payload: Vec<u8>,
     /// The decision, for the audit event and the metrics.
     pub outcome: Outcome,
-    pub(crate) client: ClientFacts,
+    /// Who asked, for the audit event and session tracking.
+    pub client: ClientFacts,
 }
 
 /// Who asked, from the request (empty when it could not be read).
 #[derive(Debug, Clone, Default)]
-pub(crate) struct ClientFacts {
-    pub(crate) host: String,
-    pub(crate) name: String,
-    pub(crate) server_id: String,
+pub struct ClientFacts {
+    /// The client's address as the server saw it.
+    pub host: String,
+    /// The client's connection name, if it set one.
+    pub name: String,
+    /// The id of the server the client connected to.
+    pub server_id: String,
     /// The server's connection id (`cid`), for closing it later.
-    pub(crate) cid: u64,
-    pub(crate) user_nkey: String,
+    pub cid: u64,
+    /// The user key the server will give the connection (the JWT's `sub`).
+    pub user_nkey: String,
     /// `nats`, `websocket`, `mqtt` or `leafnode`.
-    pub(crate) conn_type: String,
+    pub conn_type: String,
     /// The verified client certificate, if the connection has one.
-    pub(crate) certificate: Option<Arc<ClientCertificate>>,
+    pub certificate: Option<Arc<ClientCertificate>>,
 }
 
 /// A [`Decider`] plus the keys that sign and seal the server's answers.

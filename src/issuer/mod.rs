@@ -59,7 +59,7 @@ pub fn trim_token(token: &str) -> &str {
 
 impl Issuers {
     /// The issuers of `config`, keys not yet loaded; a bad key URL fails here.
-    pub(crate) fn new(config: &Config) -> Result<Self, JwksError> {
+    pub fn new(config: &Config) -> Result<Self, JwksError> {
         let mut list = Vec::new();
         for c in &config.issuers {
             let source = match (&c.jwks_file, &c.jwks_uri) {
