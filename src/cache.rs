@@ -19,7 +19,7 @@ use indexmap::IndexMap;
 use tokio::sync::OnceCell;
 
 /// A SHA-256 digest: any of its bytes is uniform, which picks the shard.
-pub type Key = [u8; 32];
+pub(crate) type Key = [u8; 32];
 
 /// Shards of a cache this large or more; smaller ones have one.
 const SHARDS: usize = 16;
@@ -29,7 +29,7 @@ const SHARDED_FROM: u64 = 1024;
 type Fill<V, E> = Arc<OnceCell<Result<(V, u64), E>>>;
 
 /// Values by key, at most `capacity` of them in all shards.
-pub struct ClockCache<V, E> {
+pub(crate) struct ClockCache<V, E> {
     shards: Box<[Mutex<Shard<V>>]>,
     capacity: usize,
     len: AtomicUsize,
@@ -52,7 +52,8 @@ struct Slot<V> {
 }
 
 impl<V: Clone, E: Clone> ClockCache<V, E> {
-    pub fn new(capacity: u64) -> Self {
+    /// An empty cache for at most `capacity` values; sharded when large.
+    pub(crate) fn new(capacity: u64) -> Self {
         let n = if capacity >= SHARDED_FROM { SHARDS } else { 1 };
         let shards = (0..n)
             .map(|_| {
@@ -78,7 +79,7 @@ impl<V: Clone, E: Clone> ClockCache<V, E> {
 
     /// The value for `key` if it is held and its deadline is after `now`;
     /// an expired one is dropped.
-    pub fn get(&self, key: &Key, now: u64) -> Option<V> {
+    pub(crate) fn get(&self, key: &Key, now: u64) -> Option<V> {
         let mut shard = self.shard(key);
         let i = shard.entries.get_index_of(key)?;
         let slot = &mut shard.entries[i];
@@ -92,7 +93,7 @@ impl<V: Clone, E: Clone> ClockCache<V, E> {
     }
 
     /// Drops `key`'s entry (one its owner found no longer servable).
-    pub fn remove(&self, key: &Key) {
+    pub(crate) fn remove(&self, key: &Key) {
         if self.shard(key).entries.swap_remove(key).is_some() {
             self.len.fetch_sub(1, Ordering::Relaxed);
         }
@@ -100,7 +101,7 @@ impl<V: Clone, E: Clone> ClockCache<V, E> {
 
     /// Holds `value` until `until`; a full cache evicts one entry first. A
     /// value already expired at `now` is not held.
-    pub fn insert(&self, key: Key, value: V, until: u64, now: u64) {
+    pub(crate) fn insert(&self, key: Key, value: V, until: u64, now: u64) {
         if until <= now {
             return;
         }
@@ -133,7 +134,7 @@ impl<V: Clone, E: Clone> ClockCache<V, E> {
     /// shared with them. It does not look in the cache first: see [`get`].
     ///
     /// [`get`]: ClockCache::get
-    pub async fn get_or_fill<F>(&self, key: Key, now: u64, fill: F) -> Result<V, E>
+    pub(crate) async fn get_or_fill<F>(&self, key: Key, now: u64, fill: F) -> Result<V, E>
     where
         F: Future<Output = Result<(V, u64), E>>,
     {
@@ -164,12 +165,8 @@ impl<V: Clone, E: Clone> ClockCache<V, E> {
     }
 
     /// Entries held, expired ones not yet evicted included.
-    pub fn len(&self) -> usize {
+    pub(crate) fn len(&self) -> usize {
         self.len.load(Ordering::Relaxed)
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
     }
 }
 

@@ -18,6 +18,8 @@ use crate::session::Cause;
 /// One count per denial class, and the last for allowed decisions.
 type Counts = [AtomicU64; ReasonClass::ALL.len() + 1];
 
+/// The service's own counters: decisions by issuer and result, decision
+/// latency, requests in flight and session closes by cause.
 #[derive(Default)]
 pub struct Metrics {
     /// Decisions by issuer, then by result: counting one takes a shared
@@ -34,7 +36,12 @@ pub struct Metrics {
 
 impl Metrics {
     /// Counts one decision: `denied` is its class, `None` when allowed.
-    pub fn record_decision(&self, denied: Option<ReasonClass>, issuer: &str, took: Duration) {
+    pub(crate) fn record_decision(
+        &self,
+        denied: Option<ReasonClass>,
+        issuer: &str,
+        took: Duration,
+    ) {
         let slot = denied.map_or(ReasonClass::ALL.len(), |c| c as usize);
         let counted = self
             .decisions
@@ -64,7 +71,8 @@ impl Metrics {
         );
     }
 
-    pub fn connection_closed(&self, cause: Cause) {
+    /// Counts one live connection closed for `cause`.
+    pub(crate) fn connection_closed(&self, cause: Cause) {
         *self
             .closed
             .lock()
@@ -73,7 +81,8 @@ impl Metrics {
             .or_default() += 1;
     }
 
-    pub fn close_failed(&self, cause: Cause) {
+    /// Counts one close for `cause` that failed: the connection outlived every attempt.
+    pub(crate) fn close_failed(&self, cause: Cause) {
         *self
             .close_failures
             .lock()
@@ -82,16 +91,18 @@ impl Metrics {
             .or_default() += 1;
     }
 
-    pub fn request_started(&self) {
+    /// A request is being decided (the in-flight gauge).
+    pub(crate) fn request_started(&self) {
         self.in_flight.fetch_add(1, Ordering::Relaxed);
     }
 
-    pub fn request_finished(&self) {
+    /// A request was decided or refused at its deadline (the in-flight gauge).
+    pub(crate) fn request_finished(&self) {
         self.in_flight.fetch_sub(1, Ordering::Relaxed);
     }
 
     /// Writes the decision series; other sources append their own.
-    pub fn render_into(&self, out: &mut Exposition) {
+    pub(crate) fn render_into(&self, out: &mut Exposition) {
         out.header(
             "nats_oidc_callout_decisions_total",
             "counter",
@@ -174,14 +185,16 @@ impl Metrics {
 
 /// A Prometheus text exposition being written.
 #[derive(Default)]
-pub struct Exposition(pub String);
+pub struct Exposition(pub(crate) String);
 
 impl Exposition {
-    pub fn header(&mut self, name: &str, kind: &str, help: &str) {
+    /// Starts a series: its `# HELP` and `# TYPE` lines.
+    pub(crate) fn header(&mut self, name: &str, kind: &str, help: &str) {
         let _ = writeln!(self.0, "# HELP {name} {help}\n# TYPE {name} {kind}");
     }
 
-    pub fn sample(&mut self, name: &str, labels: &[(&str, &str)], value: f64) {
+    /// One sample line, label values escaped as the format requires.
+    pub(crate) fn sample(&mut self, name: &str, labels: &[(&str, &str)], value: f64) {
         self.0.push_str(name);
         if !labels.is_empty() {
             self.0.push('{');

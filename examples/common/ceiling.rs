@@ -18,7 +18,7 @@ use nats_oidc_callout::protocol::{
 
 /// Answers requests on `url` until the process is killed; prints `ready`
 /// once subscribed. Keys are the service's (`issuer.nk`, `xkey.nk` in `dir`).
-pub fn serve(url: &str, dir: &Path, xkey: bool) {
+pub(crate) fn serve(url: &str, dir: &Path, xkey: bool) {
     let read = |name: &str| std::fs::read_to_string(dir.join(name)).unwrap();
     let signer = AccountSigner::from_seed(read("issuer.nk").trim()).expect("account seed");
     let sealer = xkey.then(|| Sealer::from_seed(read("xkey.nk").trim()).expect("xkey seed"));
@@ -60,7 +60,7 @@ pub fn serve(url: &str, dir: &Path, xkey: bool) {
 
 /// A user allowed to publish on `app.>`, for ten minutes, and the signed
 /// (and sealed, when the request was) response carrying it.
-pub fn answer(signer: &AccountSigner, opened: &request::Opened) -> Vec<u8> {
+pub(crate) fn answer(signer: &AccountSigner, opened: &request::Opened) -> Vec<u8> {
     let req = &opened.request.nats;
     let now = now_unix();
     let allow = |s: &str| Permission {

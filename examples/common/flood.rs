@@ -13,7 +13,7 @@ use tokio::net::TcpSocket;
 
 /// How one bad connect ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Ending {
+pub(crate) enum Ending {
     /// The server refused it (`-ERR 'Authorization Violation'`).
     Refused,
     /// It got a PONG: a bad token was let in (never expected).
@@ -24,14 +24,14 @@ pub enum Ending {
 
 /// Counts of the flood's connects.
 #[derive(Default)]
-pub struct Tally {
-    pub refused: AtomicU64,
-    pub accepted: AtomicU64,
-    pub failed: AtomicU64,
+pub(crate) struct Tally {
+    pub(crate) refused: AtomicU64,
+    pub(crate) accepted: AtomicU64,
+    pub(crate) failed: AtomicU64,
 }
 
 impl Tally {
-    pub fn total(&self) -> u64 {
+    pub(crate) fn total(&self) -> u64 {
         self.refused.load(Ordering::Relaxed)
             + self.accepted.load(Ordering::Relaxed)
             + self.failed.load(Ordering::Relaxed)
@@ -40,7 +40,7 @@ impl Tally {
 
 /// `concurrency` workers connecting from `source` to `server` with tokens
 /// from `token(i)` until `stop` is set.
-pub fn start(
+pub(crate) fn start(
     server: SocketAddr,
     source: std::net::IpAddr,
     concurrency: usize,
@@ -70,7 +70,7 @@ pub fn start(
 }
 
 /// One raw connect; 5 s bound (the server's authorization timeout is 2 s).
-pub async fn connect(server: SocketAddr, source: std::net::IpAddr, token: &str) -> Ending {
+pub(crate) async fn connect(server: SocketAddr, source: std::net::IpAddr, token: &str) -> Ending {
     tokio::time::timeout(Duration::from_secs(5), attempt(server, source, token))
         .await
         .ok()

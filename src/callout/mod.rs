@@ -1,6 +1,6 @@
 //! One authorization request in, one answer out: open and check the request
 //! ([`request`]), decide ([`crate::decision`]), sign and seal the answer
-//! ([`answer`]). Everything that goes wrong becomes a [`Reason`] here and is
+//! (`answer`). Everything that goes wrong becomes a [`Reason`] here and is
 //! turned into the text the server logs only at the wire.
 
 mod answer;
@@ -17,10 +17,13 @@ use crate::policy::Connection;
 use crate::revocation::RevocationSet;
 use crate::signing::{KeyError, Signers};
 
+/// Why the callout cannot start.
 #[derive(Debug, thiserror::Error)]
 pub enum SetupError {
+    /// The issuers or the policy cannot be loaded.
     #[error(transparent)]
     Load(#[from] LoadError),
+    /// A signing or sealing key cannot be read.
     #[error(transparent)]
     Key(#[from] KeyError),
 }
@@ -30,18 +33,24 @@ pub struct Reply {
     /// Empty means "deny without reason", used only when the request is too
     /// broken to address a response to.
     pub payload: Vec<u8>,
+    /// The decision, for the audit event and the metrics.
     pub outcome: Outcome,
+    /// Who asked, for the audit event and session tracking.
     pub client: ClientFacts,
 }
 
 /// Who asked, from the request (empty when it could not be read).
 #[derive(Debug, Clone, Default)]
 pub struct ClientFacts {
+    /// The client's address as the server saw it.
     pub host: String,
+    /// The client's connection name, if it set one.
     pub name: String,
+    /// The id of the server the client connected to.
     pub server_id: String,
     /// The server's connection id (`cid`), for closing it later.
     pub cid: u64,
+    /// The user key the server will give the connection (the JWT's `sub`).
     pub user_nkey: String,
     /// `nats`, `websocket`, `mqtt` or `leafnode`.
     pub conn_type: String,
@@ -74,15 +83,18 @@ impl Callout {
         }
     }
 
+    /// The decider, for its issuers and policy.
     pub fn decider(&self) -> &Decider {
         &self.decider
     }
 
-    pub fn signer_public_key(&self) -> String {
+    /// The public key answers are signed with (the server's `auth_callout.issuer`).
+    pub(crate) fn signer_public_key(&self) -> String {
         crate::protocol::NkeySigner::public_key(&self.signers.callout)
     }
 
-    pub fn xkey_public_key(&self) -> Option<String> {
+    /// The public xkey that answers are sealed with, when encryption is on.
+    pub(crate) fn xkey_public_key(&self) -> Option<String> {
         self.signers
             .xkey
             .as_ref()

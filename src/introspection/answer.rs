@@ -9,31 +9,31 @@ use super::error::IntrospectionError;
 
 /// An active answer that passed the checks that do not depend on time.
 #[derive(Debug, Clone, PartialEq)]
-pub struct Active {
-    pub claims: Map<String, Value>,
-    pub exp: Option<i64>,
-    pub nbf: Option<i64>,
+pub(crate) struct Active {
+    pub(crate) claims: Map<String, Value>,
+    pub(crate) exp: Option<i64>,
+    pub(crate) nbf: Option<i64>,
     /// When the answer stops being usable: `exp`, or earlier when
     /// `max_token_age` ends it first.
-    pub usable_until: Option<i64>,
+    pub(crate) usable_until: Option<i64>,
 }
 
 /// What an issuer requires of an answer.
-pub struct Rules<'a> {
+pub(crate) struct Rules<'a> {
     /// The issuer identifier (`iss` must equal it when present).
-    pub issuer: &'a str,
+    pub(crate) issuer: &'a str,
     /// `aud`, when present, must hold one of these.
-    pub audiences: &'a [String],
+    pub(crate) audiences: &'a [String],
     /// Claims (paths) the answer must carry: `required_claims`.
-    pub required_claims: &'a [String],
+    pub(crate) required_claims: &'a [String],
     /// `max_token_age` in seconds: then `iat` is required and checked.
-    pub max_age_secs: Option<i64>,
-    pub now: i64,
+    pub(crate) max_age_secs: Option<i64>,
+    pub(crate) now: i64,
 }
 
 /// The body as a JSON object. Anything else is a bad response, which
 /// denies and is not cached.
-pub fn parse(body: &[u8]) -> Result<Map<String, Value>, String> {
+pub(crate) fn parse(body: &[u8]) -> Result<Map<String, Value>, String> {
     match serde_json::from_slice::<Value>(body) {
         Ok(Value::Object(map)) => Ok(map),
         Ok(_) => Err("not a JSON object".into()),
@@ -45,7 +45,7 @@ pub fn parse(body: &[u8]) -> Result<Map<String, Value>, String> {
 /// `Err(Ok(e))` for a definitive refusal (inactive, wrong issuer or
 /// audience, not an access token), which may be cached; `Err(Err(reason))`
 /// for a response that breaks the protocol.
-pub fn check(
+pub(crate) fn check(
     mut claims: Map<String, Value>,
     rules: &Rules,
 ) -> Result<Active, Result<IntrospectionError, String>> {
@@ -148,7 +148,7 @@ fn numeric_date(claims: &Map<String, Value>, name: &str) -> Result<Option<i64>, 
 
 /// The time checks, run on every use (a cached answer ages): expired once
 /// `now` is past `exp` + leeway, not yet valid while before `nbf` − leeway.
-pub fn check_time(
+pub(crate) fn check_time(
     exp: Option<i64>,
     nbf: Option<i64>,
     now: i64,
@@ -166,7 +166,7 @@ pub fn check_time(
 /// Puts the userinfo claims under `userinfo`. Its `sub` must be the
 /// introspected `sub` when both are present (OpenID Connect Core §5.3.2):
 /// otherwise the claims are about someone else and are not used.
-pub fn merge_userinfo(
+pub(crate) fn merge_userinfo(
     claims: &mut Map<String, Value>,
     userinfo: Map<String, Value>,
 ) -> Result<(), String> {

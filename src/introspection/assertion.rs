@@ -92,6 +92,7 @@ impl AssertionKey {
         Ok(Self { key })
     }
 
+    /// The algorithm the assertions are signed with.
     pub fn alg(&self) -> Algorithm {
         self.key.alg
     }

@@ -14,7 +14,7 @@ use crate::issuer::KeptClaims;
 /// A cached answer and how long it may be served. Kept flat (no inner
 /// allocation besides the claims text): at 100k entries every word counts.
 #[derive(Clone)]
-pub enum Entry {
+pub(crate) enum Entry {
     /// An active token: its kept claims as a JSON object, and the times
     /// that are checked again on every use (`i64::MAX` / `i64::MIN` when
     /// the answer has no `exp` / `nbf`).
@@ -33,7 +33,12 @@ pub enum Entry {
 }
 
 impl Entry {
-    pub fn active(claims: Box<str>, exp: Option<i64>, nbf: Option<i64>, ttl: Duration) -> Self {
+    pub(crate) fn active(
+        claims: Box<str>,
+        exp: Option<i64>,
+        nbf: Option<i64>,
+        ttl: Duration,
+    ) -> Self {
         Entry::Active {
             claims,
             exp: exp.unwrap_or(i64::MAX),
@@ -42,7 +47,7 @@ impl Entry {
         }
     }
 
-    pub fn refused(error: IntrospectionError, ttl: Duration) -> Self {
+    pub(crate) fn refused(error: IntrospectionError, ttl: Duration) -> Self {
         Entry::Refused {
             error: Arc::new(error),
             ttl_ms: millis(ttl),
@@ -50,7 +55,7 @@ impl Entry {
     }
 
     /// How long the entry is served from when it is made.
-    pub fn ttl_ms(&self) -> u64 {
+    pub(crate) fn ttl_ms(&self) -> u64 {
         let (Entry::Active { ttl_ms, .. } | Entry::Refused { ttl_ms, .. }) = self;
         u64::from(*ttl_ms)
     }
@@ -64,7 +69,7 @@ fn millis(d: Duration) -> u32 {
 /// How long a positive answer is served: `introspection_cache`, cut to
 /// when the token stops being usable (its `exp`, or `iat` +
 /// `max_token_age`; whole seconds, nothing once passed).
-pub fn positive_ttl(cache: Duration, until: Option<i64>, now: i64) -> Duration {
+pub(crate) fn positive_ttl(cache: Duration, until: Option<i64>, now: i64) -> Duration {
     match until {
         None => cache,
         Some(t) => cache.min(Duration::from_secs(t.saturating_sub(now).max(0) as u64)),
@@ -74,7 +79,7 @@ pub fn positive_ttl(cache: Duration, until: Option<i64>, now: i64) -> Duration {
 /// SHA-256 over a domain tag, the token and the kept paths, each
 /// length-prefixed (`None` differs from every list), so an entry cut down
 /// for one policy never answers for another.
-pub fn key(token: &str, keep: KeptClaims) -> [u8; 32] {
+pub(crate) fn key(token: &str, keep: KeptClaims) -> [u8; 32] {
     let mut h = Sha256::new();
     h.update(b"introspection\0");
     h.update((token.len() as u64).to_le_bytes());
@@ -94,7 +99,11 @@ pub fn key(token: &str, keep: KeptClaims) -> [u8; 32] {
 
 /// What the cache keeps of an answer: as the JWT cache keeps a token's
 /// claims ([`crate::claims::kept`]), so a policy reads the same either way.
-pub fn kept(claims: Map<String, Value>, scope_claim: &str, keep: KeptClaims) -> Map<String, Value> {
+pub(crate) fn kept(
+    claims: Map<String, Value>,
+    scope_claim: &str,
+    keep: KeptClaims,
+) -> Map<String, Value> {
     match keep {
         None => claims,
         Some(paths) => crate::claims::kept(&claims, scope_claim, paths),

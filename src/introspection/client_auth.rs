@@ -14,17 +14,24 @@ use crate::secret::read_secret;
 const ASSERTION_TYPE: &str = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer";
 
 /// The service's client credentials at one issuer. Debug never shows them.
-pub enum ClientAuth {
-    /// The whole `Authorization` header value, computed once.
+pub(crate) enum ClientAuth {
+    /// `client_secret_basic`.
     Basic {
+        /// The whole `Authorization` header value, computed once.
         header: String,
     },
+    /// `client_secret_post`: id and secret as form fields.
     Post {
+        /// The client id.
         client_id: String,
+        /// The client secret.
         secret: String,
     },
+    /// `private_key_jwt`: a signed assertion per call.
     PrivateKeyJwt {
+        /// The client id, the assertion's `iss` and `sub`.
         client_id: String,
+        /// The key that signs the assertions.
         key: AssertionKey,
     },
 }
@@ -42,15 +49,15 @@ impl std::fmt::Debug for ClientAuth {
 /// What one call carries to authenticate: an `Authorization` header and/or
 /// form fields.
 #[derive(Default)]
-pub struct Credentials {
-    pub authorization: Option<String>,
-    pub form: Vec<(&'static str, String)>,
+pub(crate) struct Credentials {
+    pub(crate) authorization: Option<String>,
+    pub(crate) form: Vec<(&'static str, String)>,
 }
 
 impl ClientAuth {
     /// Reads the issuer's secret or key file (already resolved against the
     /// config's directory).
-    pub fn from_config(settings: &Introspection) -> Result<Self, String> {
+    pub(crate) fn from_config(settings: &Introspection) -> Result<Self, String> {
         let client_id = settings.client_id.clone();
         let secret = |path: &Path| read_secret(path).map_err(|e| e.to_string());
         Ok(match &settings.auth {
@@ -74,7 +81,7 @@ impl ClientAuth {
     /// `client_secret_basic`: id and secret are each form-encoded before
     /// joining with `:` (RFC 6749 §2.3.1), so a `:` or `%` in either
     /// survives the trip.
-    pub fn basic(client_id: &str, secret: &str) -> Self {
+    pub(crate) fn basic(client_id: &str, secret: &str) -> Self {
         let encode =
             |s: &str| url::form_urlencoded::byte_serialize(s.as_bytes()).collect::<String>();
         let pair = format!("{}:{}", encode(client_id), encode(secret));
@@ -85,7 +92,7 @@ impl ClientAuth {
 
     /// The credentials for one call to `endpoint` (a `private_key_jwt`
     /// assertion names it as audience and is made fresh for each call).
-    pub fn credentials(&self, endpoint: &str) -> Credentials {
+    pub(crate) fn credentials(&self, endpoint: &str) -> Credentials {
         match self {
             ClientAuth::Basic { header } => Credentials {
                 authorization: Some(header.clone()),

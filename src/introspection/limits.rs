@@ -17,7 +17,7 @@ pub enum Refused {
 }
 
 /// Admission to the IdP for one issuer.
-pub struct Gate {
+pub(crate) struct Gate {
     permits: Arc<Semaphore>,
     bucket: Mutex<Bucket>,
 }
@@ -44,7 +44,7 @@ impl Bucket {
 }
 
 impl Gate {
-    pub fn new(max_in_flight: usize, rate_per_sec: u32) -> Self {
+    pub(crate) fn new(max_in_flight: usize, rate_per_sec: u32) -> Self {
         let rate = f64::from(rate_per_sec.max(1));
         Self {
             permits: Arc::new(Semaphore::new(max_in_flight.max(1))),
@@ -58,7 +58,7 @@ impl Gate {
 
     /// A permit for one call, held until the call ends. A saturated gate
     /// spends no rate budget.
-    pub fn enter(&self) -> Result<OwnedSemaphorePermit, Refused> {
+    pub(crate) fn enter(&self) -> Result<OwnedSemaphorePermit, Refused> {
         self.enter_at(Instant::now())
     }
 
@@ -76,7 +76,7 @@ impl Gate {
     }
 
     /// Calls in flight now.
-    pub fn in_flight(&self, max: usize) -> usize {
+    pub(crate) fn in_flight(&self, max: usize) -> usize {
         max - self.permits.available_permits()
     }
 }

@@ -10,12 +10,17 @@ use crate::metrics::Exposition;
 /// How a call to the introspection endpoint ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum CallResult {
+    /// The token is active and passed the issuer's rules.
     Active,
+    /// The IdP said the token is not active.
     Inactive,
     /// Active, but refused by the issuer's rules (issuer, audience, type).
     Refused,
+    /// No answer in time.
     Timeout,
+    /// No usable HTTP answer (refused connection, error status).
     Unavailable,
+    /// An answer that breaks the protocol.
     BadResponse,
 }
 
@@ -89,6 +94,7 @@ impl Counters {
         self.calls.iter().map(|c| c.load(Ordering::Relaxed)).sum()
     }
 
+    /// Calls that ended with `r`.
     pub fn calls_with(&self, r: CallResult) -> u64 {
         self.calls[r as usize].load(Ordering::Relaxed)
     }
@@ -114,7 +120,7 @@ impl Counters {
 }
 
 /// Writes the introspection series for every introspecting issuer.
-pub fn render_into(out: &mut Exposition, introspectors: &[&Introspector]) {
+pub(crate) fn render_into(out: &mut Exposition, introspectors: &[&Introspector]) {
     let name = "nats_oidc_callout_introspection_calls_total";
     out.header(
         name,

@@ -21,12 +21,14 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 pub use assertion::AssertionKey;
-pub use client_auth::{ClientAuth, Credentials};
+pub(crate) use client_auth::ClientAuth;
 pub use error::IntrospectionError;
 pub use limits::Refused;
-pub use metrics::{render_into, CallResult, Counters};
-pub use token_kind::{is_bearer_token, is_jwt};
-pub use upstream::{Endpoints, Failure, HttpUpstream, Upstream, MAX_RESPONSE_BYTES};
+pub(crate) use metrics::render_into;
+pub use metrics::{CallResult, Counters};
+pub(crate) use token_kind::{is_bearer_token, is_jwt};
+pub use upstream::Endpoints;
+pub(crate) use upstream::{Failure, HttpUpstream, Upstream};
 
 use crate::cache::ClockCache;
 use crate::clock::now_unix;
@@ -79,7 +81,7 @@ impl Introspector {
     }
 
     /// The introspector of `iss` in front of any [`Upstream`].
-    pub fn with_upstream(
+    pub(crate) fn with_upstream(
         iss: &IssuerConfig,
         settings: &Introspection,
         cache_size: u64,
@@ -113,6 +115,7 @@ impl Introspector {
         &self.name
     }
 
+    /// Its calls, cache hits and refusals, for `/metrics` and tests.
     pub fn counters(&self) -> &Counters {
         &self.counters
     }

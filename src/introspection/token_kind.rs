@@ -8,7 +8,7 @@ use serde_json::Value;
 /// A JWS compact serialization: three dot-separated parts whose first is
 /// base64url JSON object (the header). Structure only: nothing is
 /// verified. Opaque tokens with dots (Google's `ya29.…`) are not JWTs.
-pub fn is_jwt(token: &str) -> bool {
+pub(crate) fn is_jwt(token: &str) -> bool {
     let mut parts = token.split('.');
     let (Some(header), Some(_), Some(_), None) =
         (parts.next(), parts.next(), parts.next(), parts.next())
@@ -24,7 +24,7 @@ pub fn is_jwt(token: &str) -> bool {
 
 /// RFC 6750 §2.1 `b64token`: what a bearer token can be. Anything else is
 /// refused without asking the IdP.
-pub fn is_bearer_token(token: &str) -> bool {
+pub(crate) fn is_bearer_token(token: &str) -> bool {
     let body = token.trim_end_matches('=');
     !body.is_empty()
         && body.bytes().all(|b| {

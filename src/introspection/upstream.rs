@@ -16,7 +16,7 @@ use crate::config::{Introspection, IssuerConfig};
 use crate::issuer::check_url;
 
 /// Largest introspection or userinfo response read.
-pub const MAX_RESPONSE_BYTES: usize = 64 * 1024;
+pub(crate) const MAX_RESPONSE_BYTES: usize = 64 * 1024;
 
 /// After a failed discovery, new tokens fail at once for this long rather
 /// than each waiting on another attempt.
@@ -24,7 +24,8 @@ const DISCOVERY_RETRY: Duration = Duration::from_secs(2);
 
 /// Why a call gave no answer. Never cached.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Failure {
+pub(crate) enum Failure {
+    /// No answer within `introspection_timeout`.
     Timeout,
     /// No usable HTTP answer: connection refused, HTTP error status, no
     /// endpoint. The text says which.
@@ -34,7 +35,7 @@ pub enum Failure {
 }
 
 /// The IdP as the introspector sees it.
-pub trait Upstream: Send + Sync {
+pub(crate) trait Upstream: Send + Sync {
     /// The introspection response for `token`, as a JSON object.
     fn introspect<'a>(
         &'a self,
@@ -48,12 +49,14 @@ pub trait Upstream: Send + Sync {
 /// The endpoints in use.
 #[derive(Debug, Clone)]
 pub struct Endpoints {
+    /// The RFC 7662 introspection endpoint.
     pub introspection: String,
+    /// The userinfo endpoint, when the issuer asks for userinfo.
     pub userinfo: Option<String>,
 }
 
 /// The real IdP over HTTP.
-pub struct HttpUpstream {
+pub(crate) struct HttpUpstream {
     issuer: String,
     allow_insecure_http: bool,
     http: reqwest::Client,
@@ -67,7 +70,8 @@ pub struct HttpUpstream {
 }
 
 impl HttpUpstream {
-    pub fn new(iss: &IssuerConfig, settings: &Introspection, auth: ClientAuth) -> Self {
+    /// Calls `iss`'s endpoints with `auth`; discovery, if needed, waits for the first call.
+    pub(crate) fn new(iss: &IssuerConfig, settings: &Introspection, auth: ClientAuth) -> Self {
         let http = reqwest::Client::builder()
             .timeout(settings.timeout)
             .redirect(reqwest::redirect::Policy::none())
@@ -88,13 +92,13 @@ impl HttpUpstream {
     }
 
     /// Whether the endpoints are known (configured, or found in discovery).
-    pub fn endpoints_known(&self) -> bool {
+    pub(crate) fn endpoints_known(&self) -> bool {
         self.resolved.get().is_some()
     }
 
     /// The endpoints, looking up the missing ones in discovery once. A
-    /// failure is retried, but not sooner than [`DISCOVERY_RETRY`].
-    pub async fn endpoints(&self) -> Result<&Endpoints, Failure> {
+    /// failure is retried, but not sooner than `DISCOVERY_RETRY`.
+    pub(crate) async fn endpoints(&self) -> Result<&Endpoints, Failure> {
         self.resolved
             .get_or_try_init(|| async {
                 if let Some((at, failure)) = &*self.last_discovery_failure.lock().expect("lock") {

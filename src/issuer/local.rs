@@ -14,12 +14,15 @@ use serde_json::Value;
 
 /// A private signing key with its public JWK.
 pub struct LocalKey {
+    /// The algorithm it signs with.
     pub alg: Algorithm,
+    /// Its RFC 7638 SHA-256 thumbprint, in the JWK and in signed headers.
     pub kid: String,
     encoding: EncodingKey,
     pem: String,
 }
 
+/// Why a key could not be generated or loaded.
 #[derive(Debug, thiserror::Error)]
 #[error("local key: {0}")]
 pub struct LocalKeyError(String);

@@ -14,10 +14,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 pub use error::TokenError;
-pub use jwks::{
-    check_url, jwks_uri_from_discovery, JwksError, KeyFingerprint, KeySet, KeySource, KeyStore,
-    NoKey, MAX_DOCUMENT_BYTES,
-};
+pub(crate) use jwks::{check_url, KeySource, KeyStore};
+pub use jwks::{jwks_uri_from_discovery, JwksError, KeyFingerprint, KeySet, NoKey};
 pub use local::{jwks, LocalKey, LocalKeyError};
 pub use token::VerifiedToken;
 
@@ -29,8 +27,8 @@ const NO_KEYS_RETRY: Duration = Duration::from_secs(2);
 
 /// One trusted issuer: its settings and its keys.
 pub struct Issuer {
-    pub config: IssuerConfig,
-    pub keys: KeyStore,
+    pub(crate) config: IssuerConfig,
+    pub(crate) keys: KeyStore,
     /// Signatures actually checked (cache misses that got that far).
     signature_checks: AtomicU64,
     validations: Vec<(jsonwebtoken::Algorithm, jsonwebtoken::Validation)>,
@@ -60,6 +58,7 @@ pub fn trim_token(token: &str) -> &str {
 }
 
 impl Issuers {
+    /// The issuers of `config`, keys not yet loaded; a bad key URL fails here.
     pub fn new(config: &Config) -> Result<Self, JwksError> {
         let mut list = Vec::new();
         for c in &config.issuers {
@@ -91,7 +90,8 @@ impl Issuers {
         })
     }
 
-    pub fn iter(&self) -> impl Iterator<Item = &Arc<Issuer>> {
+    /// Every configured issuer, in config order.
+    pub(crate) fn iter(&self) -> impl Iterator<Item = &Arc<Issuer>> {
         self.list.iter()
     }
 
@@ -102,7 +102,8 @@ impl Issuers {
             .filter(|i| i.config.accepts(TokenType::Jwt))
     }
 
-    pub fn names(&self) -> Vec<String> {
+    /// The configured issuer names, in config order.
+    pub(crate) fn names(&self) -> Vec<String> {
         self.list.iter().map(|i| i.config.name.clone()).collect()
     }
 
@@ -111,7 +112,8 @@ impl Issuers {
         self.list.iter().find(|i| i.config.name == name)
     }
 
-    pub fn by_iss(&self, iss: &str) -> Option<&Arc<Issuer>> {
+    /// The issuer whose identifier is exactly `iss`.
+    pub(crate) fn by_iss(&self, iss: &str) -> Option<&Arc<Issuer>> {
         self.list.iter().find(|i| i.config.issuer == iss)
     }
 

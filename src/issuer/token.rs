@@ -10,9 +10,13 @@ use crate::claims::scopes;
 pub struct VerifiedToken {
     /// The configured issuer name, which policy rules refer to.
     pub issuer: String,
+    /// The claims: all of them, or those kept ([`crate::issuer::KeptClaims`]).
     pub claims: Map<String, Value>,
+    /// The scopes in the issuer's `scope_claim` (space-separated or a list).
     pub scopes: Vec<String>,
+    /// `sub`, empty when absent.
     pub subject: String,
+    /// `exp`, rounded down; `None` when absent.
     pub expires_at: Option<i64>,
     /// The key that verified it; `None` for claims taken on trust
     /// (`check --claims`).
@@ -20,6 +24,7 @@ pub struct VerifiedToken {
 }
 
 impl VerifiedToken {
+    /// The token of `issuer` with these claims; scopes read from `scope_claim`.
     pub fn new(issuer: String, scope_claim: &str, claims: Map<String, Value>) -> Self {
         Self {
             issuer,

@@ -127,15 +127,19 @@ impl KeyEntry {
 pub struct KeySet {
     keys: Vec<KeyEntry>,
     /// Why each skipped key was skipped, for the log.
-    pub skipped: Vec<String>,
-    pub fetched_at: Instant,
+    pub(crate) skipped: Vec<String>,
+    /// When the set was loaded, for `jwks_max_stale`.
+    pub(crate) fetched_at: Instant,
 }
 
 /// Why no key was chosen for a token.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum NoKey {
+    /// No key has the token's `kid`.
     UnknownKid,
+    /// No key (with that `kid`) fits the token's algorithm.
     WrongAlgorithm,
+    /// No `kid`, and more than one key fits the algorithm.
     Ambiguous,
 }
 
@@ -170,10 +174,12 @@ impl KeySet {
         })
     }
 
+    /// The number of usable keys.
     pub fn len(&self) -> usize {
         self.keys.len()
     }
 
+    /// Whether there is no usable key (never, for a parsed set).
     pub fn is_empty(&self) -> bool {
         self.keys.is_empty()
     }

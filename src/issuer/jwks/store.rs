@@ -12,22 +12,25 @@ use serde_json::Value;
 use super::{JwksError, KeySet};
 
 /// Largest discovery or JWKS document accepted.
-pub const MAX_DOCUMENT_BYTES: usize = 1024 * 1024;
+pub(crate) const MAX_DOCUMENT_BYTES: usize = 1024 * 1024;
 const FETCH_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// Where an issuer's keys come from.
 #[derive(Debug, Clone)]
-pub enum KeySource {
+pub(crate) enum KeySource {
+    /// A JWKS file (`jwks_file`), read at start and at each refresh.
     File(PathBuf),
-    /// `discovery` is the issuer URL; its jwks_uri is looked up first.
+    /// Discovery at the issuer URL; its `jwks_uri` is looked up first.
     Discovery {
+        /// The issuer URL.
         issuer: String,
     },
+    /// A JWKS URL (`jwks_uri`).
     Uri(String),
 }
 
 /// An issuer's current keys plus how to get new ones.
-pub struct KeyStore {
+pub(crate) struct KeyStore {
     source: KeySource,
     http: reqwest::Client,
     allow_insecure_http: bool,
@@ -41,7 +44,8 @@ pub struct KeyStore {
 }
 
 impl KeyStore {
-    pub fn new(source: KeySource, min_refetch: Duration, allow_insecure_http: bool) -> Self {
+    /// A store with no keys yet; the first [`KeyStore::refresh`] loads them.
+    pub(crate) fn new(source: KeySource, min_refetch: Duration, allow_insecure_http: bool) -> Self {
         let http = reqwest::Client::builder()
             .timeout(FETCH_TIMEOUT)
             .redirect(reqwest::redirect::Policy::none())
@@ -60,22 +64,23 @@ impl KeyStore {
         }
     }
 
-    pub fn current(&self) -> Option<Arc<KeySet>> {
+    /// The keys now in use, if any were ever loaded.
+    pub(crate) fn current(&self) -> Option<Arc<KeySet>> {
         self.current.read().expect("key lock").clone()
     }
 
     /// Number of fetch attempts so far (files and URLs alike).
-    pub fn fetch_count(&self) -> u64 {
+    pub(crate) fn fetch_count(&self) -> u64 {
         self.fetches.load(Ordering::Relaxed)
     }
 
     /// Number of failed fetch attempts so far.
-    pub fn failure_count(&self) -> u64 {
+    pub(crate) fn failure_count(&self) -> u64 {
         self.failures.load(Ordering::Relaxed)
     }
 
     /// Loads the keys now. On failure the previous keys stay in place.
-    pub async fn refresh(&self) -> Result<Arc<KeySet>, JwksError> {
+    pub(crate) async fn refresh(&self) -> Result<Arc<KeySet>, JwksError> {
         let started = Instant::now();
         let _guard = self.fetch_lock.lock().await;
         // Someone else refreshed while we waited: use their result.
@@ -99,7 +104,7 @@ impl KeyStore {
 
     /// A refetch because a token named an unknown `kid`; at most one per
     /// `min_refetch`, so a flood of made-up kids cannot hammer the IdP.
-    pub async fn refetch_for_unknown_kid(&self) -> Option<Arc<KeySet>> {
+    pub(crate) async fn refetch_for_unknown_kid(&self) -> Option<Arc<KeySet>> {
         {
             let mut last = self.last_kid_refetch.lock().expect("refetch lock");
             if last.is_some_and(|t| t.elapsed() < self.min_refetch) {
@@ -190,7 +195,7 @@ pub fn jwks_uri_from_discovery(doc: &[u8], url: &str, issuer: &str) -> Result<St
 }
 
 /// https everywhere except loopback, unless explicitly allowed.
-pub fn check_url(url: &str, allow_insecure_http: bool) -> Result<(), JwksError> {
+pub(crate) fn check_url(url: &str, allow_insecure_http: bool) -> Result<(), JwksError> {
     crate::https::check_url(url, allow_insecure_http).map_err(|e| match e {
         crate::https::UrlError::Insecure(u) => JwksError::Insecure(u),
         crate::https::UrlError::Invalid { url, reason } => JwksError::Fetch { url, reason },
