@@ -26,9 +26,11 @@ use crate::reason::ReasonClass;
 /// `[flood]`: when a source counts as failing, and how its denials are held.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct FloodConfig {
+    /// Off: every denial goes out at once and no source is tracked.
     pub enabled: bool,
     /// Denials from one source within `window` that make it failing.
     pub failures: u32,
+    /// How far back a source's denials count.
     pub window: Duration,
     /// How late a failing source's denials are answered; the service keeps
     /// it below `request_timeout` (minus the decision's own time).
@@ -136,6 +138,7 @@ struct Sources {
 }
 
 impl Flood {
+    /// An empty tracker with `config`'s limits.
     pub fn new(config: FloodConfig) -> Self {
         Self {
             slots: Arc::new(Semaphore::new(config.max_held)),
@@ -249,6 +252,7 @@ impl Flood {
         (sources.map.len(), failing)
     }
 
+    /// The tracker's gauges and counters for `/metrics`.
     pub fn render_into(&self, out: &mut Exposition) {
         let (tracked, failing) = self.source_counts();
         for (name, kind, help, value) in [

@@ -31,18 +31,25 @@ use reload::{watch_policy, Reloader};
 /// How long a shutdown waits for in-flight requests.
 const DRAIN_TIMEOUT: Duration = Duration::from_secs(5);
 
+/// Why the service could not start, or stopped on its own.
 #[derive(Debug, thiserror::Error)]
 pub enum ServiceError {
+    /// Keys, issuers or the policy could not be loaded.
     #[error(transparent)]
     Setup(#[from] SetupError),
+    /// The `[nats]` connection could not be made.
     #[error(transparent)]
     Connect(#[from] ConnectError),
+    /// The server refused the subscription to the callout subject.
     #[error("cannot subscribe to {AUTH_SUBJECT}: {0}")]
     Subscribe(String),
+    /// The `[http]` address could not be bound.
     #[error("cannot listen on {0} for http: {1}")]
     Http(String, std::io::Error),
+    /// The `[system]` connection could not be made.
     #[error(transparent)]
     System(#[from] SystemError),
+    /// The service's task panicked or was cancelled.
     #[error("the service task failed: {0}")]
     Crashed(String),
 }
