@@ -285,4 +285,6 @@ impl Introspector {
 }
 
 #[cfg(test)]
+mod cache_tests;
+#[cfg(test)]
 mod tests;
