@@ -262,10 +262,12 @@ fn token(issuer: &str, subject: &str) -> String {
 }
 
 /// A callout-authorized client on node `i`, with its (server id, cid).
+/// Retried (bounded): the responder's subscription reaches the other nodes
+/// over the routes a moment after it subscribes on node 1.
 async fn user(nodes: &Nodes, i: usize, token: &str) -> (Client, String, u64) {
-    let client = connect_token(&nodes.url(i), token)
+    let client = connect_token_eventually(&nodes.url(i), token)
         .await
-        .unwrap_or_else(|e| panic!("callout user refused on node {i}: {e}\n{}", nodes.logs()));
+        .unwrap_or_else(|| panic!("callout user refused on node {i}:\n{}", nodes.logs()));
     let info = client.nats.server_info();
     (client, info.server_id, info.client_id)
 }
